@@ -1,0 +1,3 @@
+from anomaly_bench.cli import main
+
+main()

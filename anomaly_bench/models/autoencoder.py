@@ -1,0 +1,170 @@
+"""One reconstruction detector for every autoencoder: layers come from the model config.
+
+The five autoencoders of article 000 differ only in their layer lists and two switches
+(an L1 penalty on the code for the sparse AE, training-time input noise for the denoising
+AE), so they share this class. The anomaly score is the per-image reconstruction error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
+
+PREDICT_BATCH = 1024
+
+
+@keras.saving.register_keras_serializable(package="anomaly_bench")
+class ClippedGaussianNoise(layers.Layer):
+    """Training-only corruption x + factor * N(0, 1), clipped to [0, 1] (denoising AE).
+
+    Being a layer, the noise is fresh every batch and absent at inference, so the model
+    learns noisy -> clean while scoring sees the clean test image.
+    """
+
+    def __init__(self, factor: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor, self.seed = float(factor), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        noise = keras.random.normal(ops.shape(inputs), seed=self.seed_generator)
+        return ops.clip(inputs + self.factor * noise, 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="anomaly_bench")
+class CodeL1Penalty(layers.Layer):
+    """Adds strength * mean over the batch of sum |code| to the loss (sparse AE).
+
+    Written out rather than ``activity_regularizer`` because Keras changed how that is
+    scaled by batch size (3.14); this keeps ``model.code_l1`` meaning the same everywhere.
+    """
+
+    def __init__(self, strength: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strength = float(strength)
+
+    def call(self, inputs):
+        flat = ops.reshape(ops.abs(inputs), (ops.shape(inputs)[0], -1))
+        self.add_loss(self.strength * ops.mean(ops.sum(flat, axis=1)))
+        return inputs
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "strength": self.strength}
+
+
+def make_layer(spec: dict, where: str) -> layers.Layer:
+    """A Keras layer from ``{class_name: Dense, units: 32, ...}``; errors name the config path."""
+    spec = dict(spec)
+    class_name = spec.pop("class_name", None)
+    cls = getattr(layers, str(class_name), None)
+    if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
+        raise ConfigError(f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)")
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {class_name}({spec}) is invalid: {exc}") from None
+
+
+class ReconstructionDetector(Detector):
+    """Autoencoder whose anomaly score is the reconstruction error of each image."""
+
+    def __init__(
+        self,
+        name: str,
+        encoder: list[dict],
+        decoder: list[dict],
+        input_layout: str = "image",
+        loss: str = "binary_crossentropy",
+        score: str = "mse",
+        code_l1: float = 0.0,
+        noise_factor: float = 0.0,
+    ) -> None:
+        super().__init__(name)
+        self.encoder_spec, self.decoder_spec = list(encoder), list(decoder)
+        self.input_layout, self.loss, self.score_kind = input_layout, loss, score
+        self.code_l1, self.noise_factor = float(code_l1), float(noise_factor)
+        self.model: keras.Model | None = None
+        self.encoder: keras.Model | None = None
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        if self.input_layout not in ("image", "flat"):
+            raise ConfigError(f"model.input_layout={self.input_layout!r} is not allowed; choose image or flat")
+        if self.score_kind not in RECONSTRUCTION_SCORES:
+            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(RECONSTRUCTION_SCORES)}")
+        if self.code_l1 < 0:
+            raise ConfigError(f"model.code_l1={self.code_l1} must be >= 0")
+        if self.noise_factor < 0:
+            raise ConfigError(f"model.noise_factor={self.noise_factor} must be >= 0")
+        if not self.encoder_spec or not self.decoder_spec:
+            raise ConfigError("model.encoder and model.decoder must each list at least one layer")
+        try:
+            keras.losses.get(self.loss)
+        except (ValueError, TypeError):
+            raise ConfigError(f"model.loss={self.loss!r} is not a Keras loss (e.g. binary_crossentropy, mse, mae)") from None
+        self.build(image_shape)
+
+    def build(self, image_shape: tuple[int, ...]) -> None:
+        inputs = keras.Input(shape=image_shape, name="image")
+        x = inputs
+        if self.noise_factor > 0:
+            x = ClippedGaussianNoise(self.noise_factor, name="input_noise")(x)
+        if self.input_layout == "flat":
+            x = layers.Flatten(name="flatten")(x)
+        for i, spec in enumerate(self.encoder_spec):
+            x = make_layer(spec, f"model.encoder[{i}]")(x)
+        code = x
+        if self.code_l1 > 0:
+            x = CodeL1Penalty(self.code_l1, name="code_l1")(x)
+        for i, spec in enumerate(self.decoder_spec):
+            x = make_layer(spec, f"model.decoder[{i}]")(x)
+        if self.input_layout == "flat":
+            x = layers.Reshape(image_shape, name="unflatten")(x)
+        if tuple(x.shape[1:]) != tuple(image_shape):
+            raise ConfigError(
+                f"model.decoder ends in shape {tuple(x.shape[1:])}, but reconstructions must have the image shape {tuple(image_shape)}"
+            )
+        self.model = keras.Model(inputs, x, name=self.name)
+        self.encoder = keras.Model(inputs, code, name=f"{self.name}_encoder")
+
+    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+        if self.model is None:
+            self.build(splits.train.x.shape[1:])
+        self.model.compile(optimizer=make_optimizer(trainer), loss=self.loss)
+        x, val = splits.train.x, splits.val.x
+        history = fit_model(self.model, x, x, trainer, (val, val) if len(val) else None)
+        return FitResult(history=history)
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.encoder.predict(images, batch_size=PREDICT_BATCH, verbose=0).reshape(len(images), -1)
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        return reconstruction_error(images, self.reconstruct(images), self.score_kind)
+
+    def save(self, folder: Path) -> list[str]:
+        self.model.save(folder / "model.keras")
+        return ["model.keras"]
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "n_params": int(self.model.count_params()) if self.model is not None else None,
+            "code_shape": list(self.encoder.output.shape[1:]) if self.encoder is not None else None,
+        }

@@ -1,0 +1,60 @@
+"""The one interface every detector implements, so the pipeline runs any model the same way.
+
+A detector is built from its config group (``model/<name>.yaml``), checks its own settings
+before any data is loaded (so bad settings fail fast), learns from the training split, and
+turns images into anomaly scores (higher = more anomalous).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
+
+
+@dataclass
+class FitResult:
+    """What training produced: per-epoch losses (empty for non-iterative models) and facts for metrics."""
+
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    info: dict = field(default_factory=dict)
+
+
+class Detector(ABC):
+    #: "supervised" detectors use the labels of dataset.labelled_anomalies.
+    supervision: str = "unsupervised"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """Raise ConfigError for settings that cannot work; may build the network. Runs before data loading."""
+
+    @abstractmethod
+    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+        """Learn normality from ``splits.train`` (``splits.val`` for early stopping / validation loss)."""
+
+    @abstractmethod
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """Anomaly score per image, higher = more anomalous."""
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray | None:
+        """The model's idea of the normal version of each image, if it has one (for reconstructions.png)."""
+        return None
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the trained model into the run folder; return the file names written."""
+        return []
+
+    def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
+        """Model-specific figures (latent plots, sample grids); return the file names written."""
+        return []
+
+    def describe(self) -> dict:
+        """Facts about the model for metrics.json (parameter count, supervision, ...)."""
+        return {"supervision": self.supervision}

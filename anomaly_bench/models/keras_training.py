@@ -1,0 +1,73 @@
+"""Shared Keras training plumbing: optimizer from config, early stopping, one log line per epoch."""
+from __future__ import annotations
+
+import logging
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.errors import ConfigError
+
+log = logging.getLogger("anomaly_bench")
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """One plain line per epoch (no progress-bar carriage returns in run.log)."""
+
+    def __init__(self, epochs: int, label: str = "epoch") -> None:
+        super().__init__()
+        self.epochs, self.label = epochs, label
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        values = " - ".join(f"{k} {v:.5g}" for k, v in (logs or {}).items())
+        log.info("%s %d/%d - %s - %.1f s", self.label, epoch + 1, self.epochs, values, time.perf_counter() - self._start)
+
+
+def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
+    try:
+        return keras.optimizers.get({"class_name": trainer.optimizer, "config": {"learning_rate": trainer.learning_rate}})
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"trainer.optimizer={trainer.optimizer!r} is not a Keras optimizer; e.g. adam, adadelta, sgd, rmsprop, adamw"
+        ) from None
+
+
+def callbacks(trainer: TrainerConfig, has_validation: bool) -> list[keras.callbacks.Callback]:
+    result: list[keras.callbacks.Callback] = [EpochLogger(trainer.epochs)]
+    es = trainer.early_stopping
+    if es.enabled and (has_validation or not es.monitor.startswith("val_")):
+        result.append(keras.callbacks.EarlyStopping(
+            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
+            restore_best_weights=es.restore_best_weights,
+        ))
+    return result
+
+
+def fit_model(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    trainer: TrainerConfig,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+) -> pd.DataFrame:
+    """Fit a compiled model and return its history as a table (one row per epoch)."""
+    has_val = validation is not None and len(validation[0]) > 0
+    history = model.fit(
+        x, y,
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        validation_data=validation if has_val else None,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks(trainer, has_val),
+    )
+    table = pd.DataFrame(history.history)
+    table.insert(0, "epoch", np.arange(1, len(table) + 1))
+    return table

@@ -1,0 +1,102 @@
+"""The run folder's figures. Agg backend: runs happen on headless machines and in workers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+DPI = 100
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def training_curve(history: pd.DataFrame, path: Path, title: str) -> None:
+    """Every logged quantity per epoch (loss/val_loss, or d_loss/g_loss for GANs)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    for column in history.columns:
+        if column != "epoch":
+            ax.plot(epochs, history[column], marker=".", label=column)
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def score_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(scores, bins=60)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label=f"normal (n={int((labels == 0).sum())})")
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (n={int((labels == 1).sum())})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
+    ax.set(xlabel="anomaly score", ylabel="density", title=title)
+    ax.legend()
+    _save(fig, path)
+
+
+def roc(labels: np.ndarray, scores: np.ndarray, auroc: float | None, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if auroc is not None:
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"AUROC {auroc:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def precision_recall(labels: np.ndarray, scores: np.ndarray, auprc: float | None, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if auprc is not None:
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        ax.plot(recall, precision, label=f"AUPRC {auprc:.4f}")
+    ax.axhline(float(np.mean(labels)), color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    _save(fig, path)
+
+
+def confusion(matrix: list[list[int]], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    values = np.asarray(matrix)
+    ax.imshow(values, cmap="Blues")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["normal", "anomaly"])
+    ax.set_yticks([0, 1], ["normal", "anomaly"])
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    _save(fig, path)
+
+
+def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> None:
+    """Rows of images, each with a label: originals above their reconstructions."""
+    n_cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols, 1.3 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(np.squeeze(images[c]), cmap="gray", vmin=0, vmax=1)
+        axes[r][0].set_title(label, loc="left", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def latent(codes: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for value, name in ((0, "normal"), (1, "anomaly")):
+        ax.scatter(codes[labels == value, 0], codes[labels == value, 1], s=4, alpha=0.5, label=name)
+    ax.set(xlabel="code 1", ylabel="code 2", title=title)
+    ax.legend()
+    _save(fig, path)

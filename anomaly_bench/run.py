@@ -1,0 +1,211 @@
+"""The pipeline: composed config in, trained model, scores and a complete run folder out.
+
+``run(cfg)`` is a plain function so tests and notebooks call it through Hydra's compose API;
+the command line (cli.py) only adds Hydra's folder handling and exit codes around it.
+Everything that can be checked is checked before the folder starts to look like a result.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from anomaly_bench import plots
+from anomaly_bench.config import RunSettings, validate
+from anomaly_bench.data import Splits, load_raw, make_splits
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
+from anomaly_bench.run_folder import RunFolder
+from anomaly_bench.thresholds import ScoreSets, ThresholdRule
+
+log = logging.getLogger("anomaly_bench")
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def _instantiate(group: str, node: dict):
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _convert_="all")
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{group}: cannot build {node.get('_target_')}: {cause}") from None
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("anomaly-bench", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    if "tensorflow" not in found:
+        import tensorflow as tf
+
+        found["tensorflow"] = tf.__version__
+    return found
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def prepare(cfg: DictConfig):
+    """Validate and build everything that can fail for a reason the user can fix."""
+    settings = validate(cfg)
+    rule: ThresholdRule = _instantiate("threshold", settings.threshold)
+    if rule.needs_validation and settings.dataset.val_fraction == 0:
+        raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
+    seed_everything(settings.trainer.seed, settings.trainer.deterministic)
+    detector = _instantiate("model", settings.model)
+    detector.check(IMAGE_SHAPE)
+    ds = settings.dataset
+    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout)
+    splits = make_splits(
+        raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
+        ds.labelled_anomalies, ds.split_seed,
+    )
+    return settings, rule, detector, raw, splits
+
+
+def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
+    candidates = np.flatnonzero(split_labels == value)
+    return candidates[np.linspace(0, len(candidates) - 1, num=min(n, len(candidates))).astype(int)] if len(candidates) else candidates
+
+
+def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
+                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict) -> list[str]:
+    title = f"{settings.dataset.name} {detector.name} normal={splits.normal_classes}"
+    test = splits.test
+    pd.DataFrame({
+        "index": test.index, "label": test.labels, "class": test.classes,
+        "score": test_scores, "flagged": flagged.astype(int),
+    }).to_csv(folder / "scores.csv", index=False)
+    written = ["scores.csv"]
+    if len(history):
+        history.to_csv(folder / "history.csv", index=False)
+        plots.training_curve(history, folder / "training_curve.png", title)
+        written += ["history.csv", "training_curve.png"]
+    plots.score_histogram(test_scores, test.labels, threshold, folder / "score_histogram.png",
+                          f"{title}\nthreshold: {metrics['threshold_rule']}")
+    plots.roc(test.labels, test_scores, metrics["auroc"], folder / "roc_curve.png", title)
+    plots.precision_recall(test.labels, test_scores, metrics["auprc"], folder / "pr_curve.png", title)
+    plots.confusion(metrics["confusion_matrix"], folder / "confusion_matrix.png", title)
+    written += ["score_histogram.png", "roc_curve.png", "pr_curve.png", "confusion_matrix.png"]
+    picks = [_pick(test.labels, value, settings.n_reconstructions) for value in (0, 1)]
+    chosen = np.concatenate(picks)
+    recon = detector.reconstruct(test.x[chosen]) if len(chosen) else None
+    if recon is not None:
+        rows, start = [], 0
+        for kind, pick in zip(("normal", "anomaly"), picks):
+            if len(pick):
+                rows.append((f"{kind}: original", test.x[pick]))
+                rows.append((f"{kind}: reconstruction", recon[start:start + len(pick)]))
+            start += len(pick)
+        plots.reconstructions(rows, folder / "reconstructions.png", title)
+        written.append("reconstructions.png")
+    written += detector.write_extra_artifacts(folder, splits, test_scores)
+    written += detector.save(folder)
+    return written
+
+
+def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
+    """Run one experiment and return its metrics (also written to ``output_dir/metrics.json``).
+
+    ``output_dir`` defaults to the Hydra run folder; pass one when calling through the
+    compose API. Raises ConfigError (nothing written) for bad input; any later failure is
+    recorded as ``status: failed`` with ``error.txt`` and re-raised.
+    """
+    started = time.perf_counter()
+    log.info("stage config: validating")
+    settings, rule, detector, raw, splits = prepare(cfg)
+    counts = splits.counts()
+    log.info("stage data: %s from %s - train %d (anomalies %d), val %d, test %d (anomalies %d)",
+             settings.dataset.name, raw.source, counts["n_train"], counts["n_train_anomalies"],
+             counts["n_val"], counts["n_test"], counts["n_test_anomalies"])
+
+    if output_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = HydraConfig.get().runtime.output_dir
+    folder = RunFolder(Path(output_dir))
+    if not (folder.path / ".hydra" / "config.yaml").exists():
+        (folder.path / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, folder.path / ".hydra" / "config.yaml")
+    handler = _attach_run_log(folder.path)
+    folder.start({
+        "dataset": settings.dataset.name, "model": detector.name,
+        "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
+        "seed": settings.trainer.seed, "data_source": raw.source, "data_location": raw.location,
+        "test_split": raw.test_split, **counts, "versions": _versions(),
+    })
+    try:
+        log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
+        t0 = time.perf_counter()
+        fit = detector.fit(splits, settings.trainer)
+        t_fit = time.perf_counter() - t0
+
+        log.info("stage score: %d test images", counts["n_test"])
+        t0 = time.perf_counter()
+        test_scores = detector.score(splits.test.x)
+        t_score = time.perf_counter() - t0
+        score_sets = ScoreSets(
+            train=detector.score(splits.train.x) if "train" in rule.needs else np.empty(0),
+            val=detector.score(splits.val.x) if "val" in rule.needs else np.empty(0),
+            test=test_scores, test_labels=splits.test.labels,
+        )
+        threshold = rule(score_sets)
+        flagged = test_scores > threshold
+        metrics = {
+            **ranking_metrics(splits.test.labels, test_scores),
+            "threshold": threshold, **rule.describe(),
+            **decision_metrics(splits.test.labels, flagged),
+            "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged),
+            **detector.describe(), **fit.info,
+        }
+        log.info("stage artefacts: writing plots and model")
+        t0 = time.perf_counter()
+        metrics["artifacts"] = write_artifacts(folder.path, settings, detector, splits, fit.history,
+                                               test_scores, flagged, threshold, metrics)
+        t_art = time.perf_counter() - t0
+        metrics["timings"] = {"fit": t_fit, "score": t_score, "artifacts": t_art,
+                              "total": time.perf_counter() - started}
+        result = folder.complete(metrics)
+    except BaseException as exc:
+        folder.fail(exc)
+        raise
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    auroc = result["auroc"]
+    log.info("done: auroc %s, f1 %.4f, threshold %.5g (%s) -> %s",
+             f"{auroc:.4f}" if auroc is not None else "n/a", result["f1"], threshold, rule.name, folder.path)
+    return result
+
+
+def _attach_run_log(folder: Path) -> logging.Handler | None:
+    """Hydra's job logging already writes run.log; compose-API callers get one here."""
+    target = os.path.abspath(folder / "run.log")
+    root = logging.getLogger()
+    if any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        return None
+    handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler

@@ -1,0 +1,79 @@
+"""The run folder's status protocol: a folder is a result only once metrics.json says completed.
+
+metrics.json is written as ``running`` when work starts and replaced atomically at the end,
+so a run killed half-way is recognisable as unfinished and never mistaken for a result.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS_FILE = "metrics.json"
+ERROR_FILE = "error.txt"
+HYDRA_FILES = {".hydra", "run.log"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write atomically (temp file + rename): readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.metrics: dict = {}
+
+    def start(self, facts: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        previous = read_metrics(self.path)
+        if previous and previous.get("status") == "completed":
+            raise FileExistsError(f"{self.path} already holds a completed run; a run never overwrites another")
+        self.metrics = {"status": "running", "started_at": now_iso(), **facts}
+        write_json(self.path / METRICS_FILE, self.metrics)
+
+    def complete(self, results: dict) -> dict:
+        self.metrics.update(results, status="completed", finished_at=now_iso())
+        write_json(self.path / METRICS_FILE, self.metrics)
+        return self.metrics
+
+    def fail(self, exc: BaseException) -> None:
+        (self.path / ERROR_FILE).write_text("".join(traceback.format_exception(exc)))
+        self.metrics.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=now_iso())
+        write_json(self.path / METRICS_FILE, self.metrics)
+
+
+def looks_like_only_hydra_bookkeeping(folder: Path) -> bool:
+    """True if the folder holds nothing but what Hydra writes before the job starts."""
+    return folder.is_dir() and all(p.name in HYDRA_FILES for p in folder.iterdir())
