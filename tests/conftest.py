@@ -32,8 +32,3 @@ def compose_config(overrides: list[str] | None = None):
     """The config a command line with these overrides would run (Hydra's compose API)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides or []))
-
-
-@pytest.fixture
-def compose():
-    return compose_config
