@@ -71,6 +71,9 @@ def prepare(cfg: DictConfig):
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
+    if detector.needs_labelled_anomalies and settings.dataset.labelled_anomalies == 0:
+        raise ConfigError(f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
+                          "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)")
     detector.check(IMAGE_SHAPE)
     ds = settings.dataset
     raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout)

@@ -28,6 +28,8 @@ class FitResult:
 class Detector(ABC):
     #: "supervised" detectors use the labels of dataset.labelled_anomalies.
     supervision: str = "unsupervised"
+    #: True if training needs labelled anomalies (dataset.labelled_anomalies > 0); checked before data loading.
+    needs_labelled_anomalies: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -56,8 +56,11 @@ def fit_model(
     y: np.ndarray,
     trainer: TrainerConfig,
     validation: tuple[np.ndarray, np.ndarray] | None,
+    class_weight: dict[int, float] | None = None,
 ) -> pd.DataFrame:
-    """Fit a compiled model and return its history as a table (one row per epoch)."""
+    """Fit a compiled model and return its history as a table (one row per epoch).
+
+    ``class_weight`` scales the training loss per class (supervised models with rare anomalies)."""
     has_val = validation is not None and len(validation[0]) > 0
     history = model.fit(
         x, y,
@@ -65,6 +68,7 @@ def fit_model(
         batch_size=trainer.batch_size,
         validation_data=validation if has_val else None,
         shuffle=True,
+        class_weight=class_weight,
         verbose=0,
         callbacks=callbacks(trainer, has_val),
     )
