@@ -1,0 +1,152 @@
+"""Self-supervised geometric-transformation prediction (Golan & El-Yaniv 2018, "GeoTrans").
+
+A CNN trained on the normal images to tell which of T geometric transformations was
+applied learns what normal images look like: on an anomaly it cannot recognise the
+transformations, so the score is -1/T * sum_t log p(t | t(x)). The transformations are
+compositions of a horizontal flip, a translation by ``shift`` pixels and a rotation by a
+multiple of 90 degrees, in the paper's order of application (flip, translate, rotate);
+``n_transforms`` takes the first T of the 72 combinations, listed untranslated first so
+T=8 is flips x rotations and T=72 is the paper's full set. The network is plain Keras
+layers from the config (no custom objects), so model.keras loads in safe mode.
+"""
+from __future__ import annotations
+
+import math
+from itertools import product
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.autoencoder import PREDICT_BATCH, make_layer
+from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.keras_training import fit_model, make_optimizer
+
+# Translation directions in units of ``shift`` (dy, dx): none first, then the 8 neighbours.
+SHIFTS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+# (flip, (dy, dx), quarter turns), untranslated combinations first.
+TRANSFORMS = [(flip, shift, turns) for shift, flip, turns in product(SHIFTS, (False, True), range(4))]
+MIN_TRANSFORMS, MAX_TRANSFORMS = 2, len(TRANSFORMS)
+_EPS = 1e-12
+
+
+def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Shift [n, h, w, c] images by (dy, dx) pixels, filling the uncovered border with zeros."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def apply_transform(images: np.ndarray, index: int, shift: int) -> np.ndarray:
+    """Transformation ``index`` of TRANSFORMS applied to a batch of [n, h, w, c] images."""
+    flip, (dy, dx), turns = TRANSFORMS[index]
+    x = images[:, :, ::-1] if flip else images
+    if dy or dx:
+        x = translate(x, dy * shift, dx * shift)
+    return np.ascontiguousarray(np.rot90(x, turns, axes=(1, 2)))
+
+
+def apply_transforms(images: np.ndarray, indices: np.ndarray, shift: int) -> np.ndarray:
+    """Image i under transformation indices[i]; vectorised per transformation, not per image."""
+    out = np.empty_like(images)
+    for t in np.unique(indices):
+        chosen = indices == t
+        out[chosen] = apply_transform(images[chosen], int(t), shift)
+    return out
+
+
+class RandomTransformBatches(keras.utils.PyDataset):
+    """One epoch = every training image once, under a transformation drawn afresh each epoch.
+
+    Keeping the epoch at n images (rather than n x T pairs) makes ``trainer.epochs`` cost
+    the same for every T; over the epochs each image is seen under many transformations.
+    """
+
+    def __init__(self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.images, self.n_transforms, self.shift, self.batch_size = images, n_transforms, shift, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.images))
+        self.targets = self.rng.integers(0, self.n_transforms, len(self.images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, batch: int):
+        rows = self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        targets = self.targets[rows]
+        return apply_transforms(self.images[rows], targets, self.shift), targets
+
+
+class TransformClassifier(Detector):
+    """Anomaly score = mean negative log-probability the CNN gives each true transformation."""
+
+    def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict]) -> None:
+        super().__init__(name)
+        self.n_transforms, self.shift, self.network_spec = n_transforms, shift, list(network)
+        self.model: keras.Model | None = None
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        t = self.n_transforms
+        if isinstance(t, bool) or not isinstance(t, int) or not MIN_TRANSFORMS <= t <= MAX_TRANSFORMS:
+            raise ConfigError(
+                f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
+                "(8 = flips x rotations, 72 = with the 9 translations of the paper)"
+            )
+        max_shift = min(image_shape[:2]) // 2
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 1 <= self.shift < max_shift:
+            raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
+        if not self.network_spec:
+            raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
+        self.build(image_shape)
+
+    def build(self, image_shape: tuple[int, ...]) -> None:
+        inputs = keras.Input(shape=image_shape, name="transformed_image")
+        x = inputs
+        for i, spec in enumerate(self.network_spec):
+            x = make_layer(spec, f"model.network[{i}]")(x)
+        if len(x.shape) != 2:
+            x = layers.Flatten(name="flatten")(x)
+        outputs = layers.Dense(self.n_transforms, activation="softmax", name="transformation")(x)
+        self.model = keras.Model(inputs, outputs, name=self.name)
+
+    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+        if self.model is None:
+            self.build(splits.train.x.shape[1:])
+        self.model.compile(optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy",
+                           metrics=["accuracy"])
+        batches = RandomTransformBatches(splits.train.x, self.n_transforms, self.shift, trainer.batch_size, trainer.seed)
+        validation = None
+        if len(splits.val):
+            # Fixed pairs (image i under transformation i mod T) so val_loss is comparable across epochs.
+            targets = np.arange(len(splits.val)) % self.n_transforms
+            validation = (apply_transforms(splits.val.x, targets, self.shift), targets)
+        return FitResult(history=fit_model(self.model, batches, None, trainer, validation))
+
+    def transformation_log_probs(self, images: np.ndarray) -> np.ndarray:
+        """[n, T]: log p(t | t(x)) for every image x and transformation t."""
+        result = np.empty((len(images), self.n_transforms))
+        for t in range(self.n_transforms):
+            probs = self.model.predict(apply_transform(images, t, self.shift), batch_size=PREDICT_BATCH, verbose=0)
+            result[:, t] = np.log(probs[:, t].astype(np.float64) + _EPS)
+        return result
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        return -self.transformation_log_probs(images).mean(axis=1)
+
+    def save(self, folder: Path) -> list[str]:
+        self.model.save(folder / "model.keras")
+        return ["model.keras"]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift,
+                "n_params": int(self.model.count_params()) if self.model is not None else None}
