@@ -1,0 +1,202 @@
+"""The ``anomaly-bench-compare`` command: run folders in, one table or report out.
+
+Exit codes: 0 when a table was written (problem folders are listed, never fatal), 1 when no
+run folder was found or none matched the filters, 2 for a bad option value (one line).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from anomaly_bench.compare.discover import discover
+from anomaly_bench.compare.formats import Comparison, Problem, to_csv, to_json, to_markdown
+from anomaly_bench.compare.load import load_run
+from anomaly_bench.compare.table import (
+    CLASS_KEY,
+    MAIN_METRICS,
+    Lookup,
+    apply_filters,
+    check_metrics,
+    group_table,
+    one_class_classes,
+    parse_filters,
+    per_class_table,
+    run_table,
+    sort_table,
+)
+from anomaly_bench.errors import ConfigError
+
+PROG = "anomaly-bench-compare"
+FORMATS = ("md", "csv", "json", "html")
+EXIT_NOTHING_FOUND = 1
+EXIT_BAD_INPUT = 2
+DEFAULT_GROUP = "model.name"
+
+
+class NothingFound(Exception):
+    """No run folder to compare: exit code 1."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage + error on two lines; a bad value here gets one line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+    return parse
+
+
+def _metric_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of metric names")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description="Compare anomaly-bench run folders: one row per run with the config keys that differ, "
+                    "the main metrics, status and duration; optional grouping and an HTML report. "
+                    "Folders are only read, never written.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="run folders, sweep/output folders (searched recursively) or globs")
+    parser.add_argument("--sort", metavar="KEY",
+                        help="sort by a column: metrics and counts best-first, config keys ascending")
+    parser.add_argument("--reverse", action="store_true", help="reverse the --sort order")
+    parser.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
+                        help="config keys (e.g. model.name): mean ± std and count n over the runs of each group")
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose KEY equals VALUE (repeatable; the same KEY twice means either value)")
+    parser.add_argument("--metrics", type=_metric_list, default=list(MAIN_METRICS), metavar="A,B",
+                        help=f"metrics.json keys to show (default {','.join(MAIN_METRICS)}; dotted keys "
+                             "such as timings.fit work)")
+    parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
+                        help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
+                             "first metric in %%. Default: on when --group-by is given, does not include "
+                             f"{CLASS_KEY}, and every run has a single normal class (varying)")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
+    parser.add_argument("--max-curves", type=_count(1), default=20, metavar="N",
+                        help="html: at most N ROC curves and bars; more runs are averaged per group "
+                             "or cut to the best N (default 20)")
+    parser.add_argument("--max-thumbnails", type=_count(0), default=200, metavar="N",
+                        help="html: histogram thumbnails of the first N runs in table order, 0 = all (default 200)")
+    return parser
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _per_class(args: argparse.Namespace, records) -> bool:
+    if args.per_class is False:
+        return False
+    protocol = one_class_classes(records) is not None
+    if args.per_class:
+        if not protocol:
+            raise ConfigError(f"--per-class needs completed runs whose {CLASS_KEY} is one class in 0-9, "
+                              "with at least two different classes")
+        return True
+    return bool(args.group_by) and CLASS_KEY not in args.group_by and protocol
+
+
+def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, metric: str) -> str:
+    title = f"{n_runs} run folders ({n_done} completed)"
+    if args.filter:
+        title += f", filter {' '.join(args.filter)}"
+    if per_class:
+        title += f"; {metric} per normal class, by {', '.join(args.group_by)}"
+    elif args.group_by:
+        title += f"; mean ± std over the completed runs of each group, by {', '.join(args.group_by)}"
+    return title
+
+
+def compare(args: argparse.Namespace) -> tuple[str, Comparison]:
+    """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
+    filters = parse_filters(args.filter)
+    found = discover(args.paths)
+    foreign = [Problem(path, "foreign", reason) for path, reason in found.foreign]
+    if not found.runs:
+        for problem in foreign:
+            _warn(f"{problem.path}: {problem.reason}")
+        raise NothingFound(f"no run folder (a folder with metrics.json or .hydra/config.yaml) found under "
+                          f"{' '.join(args.paths)}")
+    records = [load_run(path) for path in found.runs]
+    lookup = Lookup.of(records)
+    check_metrics(args.metrics, lookup)
+    for key in args.group_by:
+        lookup.require(key, "--group-by")
+    records = apply_filters(records, filters, lookup)
+    if not records:
+        raise NothingFound(f"no run matches {' '.join('--filter ' + f for f in args.filter)}")
+    per_class = _per_class(args, records)
+    if per_class and not args.group_by:
+        args.group_by = [DEFAULT_GROUP]
+    extra = [*args.group_by, *([args.sort] if args.sort and lookup.knows(args.sort) else [])]
+    if args.format == "html":
+        extra.append("auroc")
+    runs = run_table(records, args.metrics, lookup, extra)
+    if per_class:
+        metric = next((m for m in args.metrics if runs[m].dtype.kind == "f"), args.metrics[0])
+        table = per_class_table(runs, records, args.group_by, metric)
+    elif args.group_by:
+        metric = args.metrics[0]
+        table = group_table(runs, args.group_by, args.metrics)
+    else:
+        metric, table = args.metrics[0], runs
+    if args.sort and table is runs:
+        table = runs = sort_table(runs, args.sort, args.metrics, args.reverse)
+    elif args.sort:
+        table = sort_table(table, args.sort, args.metrics, args.reverse)
+        if args.sort in runs.columns:
+            runs = sort_table(runs, args.sort, args.metrics, args.reverse)
+    problems = [Problem(r.path, r.status, r.problem) for r in records if r.problem] + foreign
+    for problem in problems:
+        _warn(f"{problem.status}: {problem.path}: {problem.reason}")
+    done = sum(r.ok for r in records)
+    result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class)
+    if args.format == "html":
+        from anomaly_bench.compare.report_html import ReportOptions, render
+
+        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails)), result
+    return {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](result), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        text, _ = compare(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except NothingFound as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_NOTHING_FOUND) from None
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    print(f"{PROG}: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
