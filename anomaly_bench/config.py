@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hydra.utils import get_class
+import importlib
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -135,15 +135,24 @@ def check_trainer(tr: TrainerConfig) -> None:
         raise ConfigError(f"trainer.early_stopping.patience={tr.early_stopping.patience} must be >= 0")
 
 
+def _import_class(dotted: str) -> type | None:
+    """The class at a dotted path, or None (quietly: the caller words the error)."""
+    module_name, _, attr = str(dotted).rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr) if module_name else None
+    except Exception:
+        return None
+    return obj if isinstance(obj, type) else None
+
+
 def resolve_target(group: str, node: dict) -> type:
     """Import ``_target_`` and check the group's other keys are parameters it accepts."""
     target = node.get("_target_")
     if not target:
         raise ConfigError(f"{group}._target_ is missing; it must name a class, e.g. anomaly_bench.thresholds.TrainMean")
-    try:
-        cls = get_class(target)
-    except Exception:
-        raise ConfigError(f"{group}._target_={target!r} does not import; it must name an importable class") from None
+    cls = _import_class(target)
+    if cls is None:
+        raise ConfigError(f"{group}._target_={target!r} does not import; it must name an importable class")
     params = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(k for k in node if k != "_target_" and k not in params)

@@ -1,0 +1,116 @@
+"""The five autoencoders of article 000: architectures, training switches, tiny real runs."""
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+
+from anomaly_bench.models.autoencoder import ClippedGaussianNoise, CodeL1Penalty
+from anomaly_bench.run import run
+from conftest import TINY, compose_config, needs_mnist
+
+AUTOENCODERS = ["undercomplete_ae", "sparse_ae", "deep_ae", "conv_ae", "denoising_ae"]
+CONTRACT = ["metrics.json", "scores.csv", "history.csv", "training_curve.png", "score_histogram.png",
+            "roc_curve.png", "pr_curve.png", "confusion_matrix.png", "reconstructions.png", "model.keras",
+            "run.log", ".hydra/config.yaml"]
+METRIC_KEYS = ["status", "auroc", "auprc", "threshold", "threshold_rule", "precision", "recall", "f1", "accuracy",
+               "confusion_matrix", "flagged_rate_by_class", "n_train", "n_val", "n_test", "data_source", "seed",
+               "timings", "versions"]
+
+
+def build(model: str):
+    detector = instantiate(compose_config([f"model={model}"]).model, _convert_="all")
+    detector.check((28, 28, 1))
+    return detector
+
+
+@pytest.mark.parametrize("model, params", [
+    ("conv_ae", 4385),  # the article's model summary
+    ("undercomplete_ae", 784 * 32 + 32 + 32 * 784 + 784),
+    ("deep_ae", (784 * 128 + 128) + (128 * 64 + 64) + (64 * 32 + 32) + (32 * 64 + 64) + (64 * 128 + 128) + (128 * 784 + 784)),
+    ("denoising_ae", 320 + 9248 + 9248 + 9248 + 289),
+])
+def test_parameter_counts_match_the_article(model, params):
+    assert build(model).model.count_params() == params
+
+
+def test_code_shapes():
+    assert build("conv_ae").encoder.output.shape[1:] == (4, 4, 8)
+    assert build("undercomplete_ae").encoder.output.shape[1:] == (32,)
+
+
+def test_denoising_noise_only_in_training_and_clipped():
+    layer = ClippedGaussianNoise(0.5, seed=1)
+    x = np.full((4, 28, 28, 1), 0.5, dtype="float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    noisy = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0 and np.abs(noisy - x).mean() > 0.1
+
+
+def test_sparse_penalty_is_l1_of_the_code_per_image():
+    layer = CodeL1Penalty(0.01)
+    code = np.array([[1.0, -2.0], [3.0, 0.0]], dtype="float32")  # per-image L1: 3 and 3
+    layer(code)
+    assert float(keras.ops.convert_to_numpy(layer.losses[0])) == pytest.approx(0.01 * 3.0)
+    assert any(isinstance(l, CodeL1Penalty) for l in build("sparse_ae").model.layers)
+
+
+def tiny_run(tmp_path, *overrides):
+    return run(compose_config(TINY + list(overrides)), tmp_path)
+
+
+@needs_mnist
+@pytest.mark.parametrize("model", AUTOENCODERS)
+def test_tiny_end_to_end_run_writes_the_contract(tmp_path, model):
+    metrics = tiny_run(tmp_path, f"model={model}")
+    for name in CONTRACT:
+        assert (tmp_path / name).exists(), name
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk == json.loads(json.dumps(metrics))
+    assert all(key in on_disk for key in METRIC_KEYS)
+    assert on_disk["data_source"] == "env" and on_disk["model"] == model
+    assert (on_disk["n_train"], on_disk["n_val"], on_disk["n_test"]) == (270, 30, 300)
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert list(scores.columns) == ["index", "label", "class", "score", "flagged"] and len(scores) == 300
+    assert ((scores.score > on_disk["threshold"]) == scores.flagged.astype(bool)).all()
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert reloaded.count_params() == metrics["n_params"]
+
+
+@needs_mnist
+def test_conv_ae_learns_on_real_digits(tmp_path):
+    """Loss falls and the AUROC is far above chance on an easy pair (normal 1, anomaly 0)."""
+    metrics = run(compose_config(["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]",
+                                  "dataset.max_train=1000", "dataset.max_test=400", "trainer.epochs=4"]), tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["loss"].iloc[-1] < 0.7 * history["loss"].iloc[0]
+    assert metrics["auroc"] > 0.9
+
+
+@needs_mnist
+def test_same_seed_same_metrics_different_seed_different_model(tmp_path):
+    args = ["model=undercomplete_ae", "trainer.seed=3"]
+    first = tiny_run(tmp_path / "a", *args)
+    second = tiny_run(tmp_path / "b", *args)
+    other = tiny_run(tmp_path / "c", "model=undercomplete_ae", "trainer.seed=4")
+    for key in ("auroc", "auprc", "threshold", "f1"):
+        assert first[key] == second[key], key
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv"))
+    assert first["threshold"] != other["threshold"]
+
+
+@needs_mnist
+def test_oracle_threshold_is_marked(tmp_path):
+    metrics = tiny_run(tmp_path, "model=undercomplete_ae", "threshold=best_f1")
+    assert metrics["oracle"] is True and metrics["threshold_rule"] == "best_f1"
+
+
+@needs_mnist
+def test_article003_preset_reports_share_of_zeros_flagged(tmp_path):
+    metrics = run(compose_config(["experiment=article003_digits1to9_vs_0", "dataset.max_train=900",
+                                  "dataset.max_test=300", "trainer.epochs=2"]), tmp_path)
+    assert set(metrics["flagged_rate_by_class"]) == {str(c) for c in range(10)}
+    assert metrics["threshold_rule"] == "val_mean_std" and metrics["threshold_k"] == 1.0
+    assert metrics["n_test_anomalies"] == round(300 * 980 / 10000)  # zeros keep their share of the test set
