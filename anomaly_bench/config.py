@@ -53,6 +53,7 @@ class TrainerConfig:
     learning_rate: float = 0.001
     seed: int = 0
     deterministic: bool = False
+    threads: Optional[int] = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -131,6 +132,8 @@ def check_trainer(tr: TrainerConfig) -> None:
             raise ConfigError(f"trainer.{key}={getattr(tr, key)} must be a positive integer")
     if tr.learning_rate <= 0:
         raise ConfigError(f"trainer.learning_rate={tr.learning_rate} must be > 0")
+    if tr.threads is not None and tr.threads <= 0:
+        raise ConfigError(f"trainer.threads={tr.threads} must be a positive integer or null (TensorFlow's default)")
     if tr.early_stopping.patience < 0:
         raise ConfigError(f"trainer.early_stopping.patience={tr.early_stopping.patience} must be >= 0")
 
