@@ -158,6 +158,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     try:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
         t0 = time.perf_counter()
+        detector.run_dir = folder.path
         fit = detector.fit(splits, settings.trainer)
         t_fit = time.perf_counter() - t0
 

@@ -28,6 +28,9 @@ class FitResult:
 class Detector(ABC):
     #: "supervised" detectors use the labels of dataset.labelled_anomalies.
     supervision: str = "unsupervised"
+    #: The run folder, set by the pipeline before fit() for models that write files while
+    #: training (GAN sample grids, checkpoints); None when a detector is used on its own.
+    run_dir: Path | None = None
     #: True if training needs labelled anomalies (dataset.labelled_anomalies > 0); checked before data loading.
     needs_labelled_anomalies: bool = False
 
