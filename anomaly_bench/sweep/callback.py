@@ -1,0 +1,86 @@
+"""The Hydra callback that frames a sweep: job count, progress lines, Keras cleanup, summary.
+
+Configured under ``hydra.callbacks`` (conf/hydra/default.yaml). Hydra calls the multirun
+hooks in the process that started the sweep and the job hooks wherever the job runs (the
+same process for the basic launcher, a reused worker for joblib, a cluster node for
+submitit); the callback object travels to the workers with the attributes set in
+``on_multirun_start``, which is how every job knows the size of the sweep.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("anomaly_bench")
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    summary: Path
+    n_jobs: int
+    n_failed: int
+
+
+#: Set when a sweep ends in this process; the command line turns failures into its exit code.
+last_outcome: SweepOutcome | None = None
+
+
+def count_jobs(config: DictConfig) -> int | None:
+    """Number of jobs the basic sweeper will launch (None for other sweepers or glob sweeps)."""
+    if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    try:
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        (batch,) = BasicSweeper.split_arguments(overrides, None)
+    except Exception:
+        return None
+    return len(batch)
+
+
+class SweepCallback(Callback):
+    def __init__(self) -> None:
+        self.n_jobs: int | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from anomaly_bench.sweep.summary import reset_records
+
+        self.n_jobs = count_jobs(config)
+        reset_records(Path(config.hydra.sweep.dir))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        number = int(config.hydra.job.num)
+        position = f"{number + 1}/{self.n_jobs}" if self.n_jobs else f"{number + 1}"
+        overrides = " ".join(config.hydra.overrides.task)
+        log.info("job %s (#%d): %s", position, number, overrides or "(no overrides)")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Free the Keras graph and weights: launcher workers run many jobs in one process."""
+        if "keras" in sys.modules:
+            import keras
+
+            keras.utils.clear_session(free_memory=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_outcome
+        from anomaly_bench.sweep.summary import describe, read_records, write_summary
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        path, table = write_summary(sweep_dir, read_records(sweep_dir))
+        print(describe(table, path), flush=True)
+        last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))

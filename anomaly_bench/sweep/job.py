@@ -1,0 +1,109 @@
+"""One job of a sweep: resume or run, and record a failure instead of stopping the sweep.
+
+Hydra 1.3 runs every job of a batch but then raises the first failure, which skips the
+end-of-sweep hooks; a ConfigError turned into SystemExit would even stop the sweep at once.
+So a sweep job never raises for an ordinary exception: the failure goes to the job folder
+(``status: failed``, ``error.txt`` with the traceback) and the job returns NaN, which Hydra's
+sweepers take as a value (the Optuna sweeper marks such a trial failed and goes on).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from anomaly_bench.run_folder import METRICS_FILE, RunFolder, read_metrics
+from anomaly_bench.sweep.resume import completed_result, config_differences, config_snapshot
+from anomaly_bench.sweep.summary import METRICS, write_record
+
+log = logging.getLogger("anomaly_bench")
+
+
+class ResultExistsError(RuntimeError):
+    """The job folder already holds a completed result this job may not reuse or overwrite."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def reusable_result(cfg: DictConfig, folder: Path, resume: bool) -> dict | None:
+    """The recorded metrics when ``resume`` may skip this job; raises if a result is in the way."""
+    previous = completed_result(folder)
+    if previous is None:
+        return None
+    differences = config_differences(previous.get("config"), config_snapshot(cfg))
+    if resume and not differences:
+        return previous
+    if differences:
+        _restore_recorded_config(folder, previous.get("config"))
+        detail = "; ".join(differences[:3]) + (f"; ... {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise ResultExistsError(
+            f"{folder} already holds a completed run with a different config ({detail}); "
+            "start a new sweep folder (hydra.sweep.dir=...) instead of overwriting it"
+        )
+    raise ResultExistsError(f"{folder} already holds a completed run; pass resume=true to skip finished jobs")
+
+
+def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
+    """Run (or resume) one sweep job and record its outcome; returns the optimised metric or NaN."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from anomaly_bench.run import run
+
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    metric = cfg.get("optimized_metric", "auroc")
+    record: dict = {"job": int(hydra_cfg.job.num), "overrides": " ".join(hydra_cfg.overrides.task),
+                    "folder": os.path.relpath(output_dir, sweep_dir), "resumed": False, "error": None}
+    started = time.perf_counter()
+    metrics_mtime = _mtime(output_dir / METRICS_FILE)
+    try:
+        metrics = reusable_result(cfg, output_dir, bool(cfg.get("resume", False)))
+        if metrics is not None:
+            log.info("resume: %s already holds a completed result with this config; skipping", output_dir)
+            record.update(resumed=True, duration_s=(metrics.get("timings") or {}).get("total"))
+        else:
+            metrics = run(cfg, output_dir)
+            record["duration_s"] = time.perf_counter() - started
+        record.update(status="completed", **{k: metrics.get(k) for k in METRICS})
+        value = metrics.get(metric)
+    except Exception as exc:
+        _record_failure(output_dir, exc, recorded_by_run=_mtime(output_dir / METRICS_FILE) != metrics_mtime)
+        record.update(status="failed", error=_one_line(exc), duration_s=time.perf_counter() - started)
+        where = "" if isinstance(exc, ResultExistsError) else f" (traceback in {output_dir / 'error.txt'})"
+        log.error("job %d failed: %s%s", record["job"], record["error"], where)
+        value = math.nan
+    if record["duration_s"] is not None:
+        record["duration_s"] = round(record["duration_s"], 2)
+    write_record(sweep_dir, record)
+    return value
+
+
+def _restore_recorded_config(folder: Path, recorded: dict | None) -> None:
+    """Hydra has just written this job's config into the folder of an older result: put back
+    the config that result was computed with, so the folder stays self-consistent."""
+    if recorded is not None:
+        OmegaConf.save(OmegaConf.create(recorded), folder / ".hydra" / "config.yaml")
+
+
+def _record_failure(folder: Path, exc: BaseException, recorded_by_run: bool) -> None:
+    """Failures before the run folder started (bad config, missing data) are recorded here."""
+    if recorded_by_run or isinstance(exc, ResultExistsError):
+        return  # run() wrote status failed + error.txt, or the folder is somebody's result
+    previous = read_metrics(folder)
+    if previous is not None and previous.get("status") == "completed":
+        return
+    RunFolder(folder).fail(exc)

@@ -1,0 +1,47 @@
+"""Is a job folder's result reusable? The recorded config must equal the config of this job.
+
+Hydra rewrites ``.hydra/`` before a job's code starts, so the config a result was computed
+with is recorded in ``metrics.json`` (key ``config``, see :func:`config_snapshot`). Keys
+that do not change a result are left out: ``resume`` itself and Hydra's own settings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from anomaly_bench.run_folder import read_metrics
+
+NOT_RESULT_KEYS = ("resume", "hydra")
+
+
+def config_snapshot(cfg: DictConfig) -> dict:
+    """The resolved job config minus keys that cannot change a result."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in NOT_RESULT_KEYS}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def config_differences(recorded: dict | None, current: dict) -> list[str]:
+    """``key: old -> new`` for every differing key (a missing record differs everywhere)."""
+    if recorded is None:
+        return ["no config recorded in metrics.json"]
+    old, new = _flatten(recorded), _flatten(current)
+    missing = object()
+    return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key, missing) != new.get(key, missing)]
+
+
+def completed_result(folder: Path) -> dict | None:
+    """The folder's metrics if it holds a completed result (running/failed/corrupt: None)."""
+    metrics = read_metrics(folder)
+    return metrics if metrics is not None and metrics.get("status") == "completed" else None
