@@ -23,7 +23,9 @@ from anomaly_bench.data import Splits, load_raw, make_splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.run_folder import RunFolder
+from anomaly_bench.sweep.resume import config_snapshot
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
+from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
 
 log = logging.getLogger("anomaly_bench")
 IMAGE_SHAPE = (28, 28, 1)
@@ -69,6 +71,7 @@ def prepare(cfg: DictConfig):
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
     if rule.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
+    settings.trainer.threads = limit_tensorflow_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
     if detector.needs_labelled_anomalies and settings.dataset.labelled_anomalies == 0:
@@ -152,8 +155,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     folder.start({
         "dataset": settings.dataset.name, "model": detector.name,
         "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
-        "seed": settings.trainer.seed, "data_source": raw.source, "data_location": raw.location,
-        "test_split": raw.test_split, **counts, "versions": _versions(),
+        "seed": settings.trainer.seed, "threads": settings.trainer.threads,
+        "data_source": raw.source, "data_location": raw.location,
+        "test_split": raw.test_split, **counts, "versions": _versions(), "config": config_snapshot(cfg),
     })
     try:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
