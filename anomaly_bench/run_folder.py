@@ -60,6 +60,7 @@ class RunFolder:
         previous = read_metrics(self.path)
         if previous and previous.get("status") == "completed":
             raise FileExistsError(f"{self.path} already holds a completed run; a run never overwrites another")
+        (self.path / ERROR_FILE).unlink(missing_ok=True)  # left by an earlier failed attempt
         self.metrics = {"status": "running", "started_at": now_iso(), **facts}
         write_json(self.path / METRICS_FILE, self.metrics)
 
