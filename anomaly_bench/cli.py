@@ -17,10 +17,12 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from anomaly_bench.errors import ConfigError  # noqa: E402
+from anomaly_bench.sweep.naming import safe_dirname  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths")
 EXIT_BAD_INPUT = 2
+EXIT_JOB_FAILED = 1
 log = logging.getLogger("anomaly_bench")
 
 
@@ -31,6 +33,8 @@ def _classes_label(classes) -> str:
 
 if not OmegaConf.has_resolver("ab_classes"):
     OmegaConf.register_new_resolver("ab_classes", _classes_label)
+if not OmegaConf.has_resolver("ab_dirname"):
+    OmegaConf.register_new_resolver("ab_dirname", safe_dirname)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -99,12 +103,21 @@ def _bad_input(exc: ConfigError) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
-    """Run one job; return the optimised metric for Hydra sweepers."""
+    """Run one job; return the optimised metric for Hydra sweepers.
+
+    In a sweep (-m) a failing job is recorded and the sweep goes on (anomaly_bench.sweep.job);
+    a single run turns bad input into exit code 2 and removes its empty folder.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from anomaly_bench.run import run
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        from anomaly_bench.sweep.job import run_sweep_job
+
+        return run_sweep_job(cfg, output_dir)
     try:
         metrics = run(cfg, output_dir)
     except ConfigError as exc:
@@ -126,6 +139,10 @@ def main() -> None:
             raise
         _bad_input(exc)
     hydra_main()
+    from anomaly_bench.sweep import callback
+
+    if callback.last_outcome is not None and callback.last_outcome.n_failed:
+        raise SystemExit(EXIT_JOB_FAILED)
 
 
 if __name__ == "__main__":
