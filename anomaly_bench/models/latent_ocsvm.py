@@ -1,0 +1,78 @@
+"""Article 002: a One-Class SVM on the 2-D codes of a deep autoencoder.
+
+The autoencoder (``model.autoencoder``, a :class:`ReconstructionDetector`) is trained first;
+its encoder maps every image to a low-dimensional code, and a scikit-learn outlier detector
+(``model.estimator``, the article's ``OneClassSVM()``) is fitted on the codes of the normal
+training images. Score = -decision_function of the code. Files: ``model.keras`` (the whole
+autoencoder; its encoder gives the codes) and the SVM as arrays (``estimator.npz/.json``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from anomaly_bench import plots
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.autoencoder import ReconstructionDetector
+from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.estimators import anomaly_scores, check_estimator, save_estimator, why_not_saved
+
+ESTIMATOR_STEM = "estimator"
+
+
+class LatentOCSVMDetector(Detector):
+    """Autoencoder codes -> scikit-learn outlier detector (One-Class SVM by default)."""
+
+    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator) -> None:
+        super().__init__(name)
+        self.autoencoder, self.estimator = autoencoder, estimator
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        if not isinstance(self.autoencoder, ReconstructionDetector):
+            raise ConfigError("model.autoencoder must be the config of a ReconstructionDetector (see conf/model/ae_ocsvm.yaml)")
+        check_estimator(self.estimator, "model.estimator")
+        self.autoencoder.check(image_shape)
+
+    @property
+    def code_dim(self) -> int:
+        return int(np.prod(self.autoencoder.encoder.output.shape[1:]))
+
+    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+        fit = self.autoencoder.fit(splits, trainer)
+        codes = self.autoencoder.encode(splits.train.normal.x)
+        self.estimator.fit(codes)
+        info = {**fit.info, "code_dim": self.code_dim, "n_estimator_train": int(len(codes)),
+                # A ReLU code can die (all zeros in a dimension): the SVM then sees a line, not a plane.
+                "code_dims_constant": int(np.sum(codes.std(axis=0) == 0))}
+        if hasattr(self.estimator, "support_vectors_"):
+            info["n_support"] = int(len(self.estimator.support_vectors_))
+        return FitResult(history=fit.history, info=info)
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        return anomaly_scores(self.estimator, self.autoencoder.encode(images))
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return self.autoencoder.reconstruct(images)
+
+    def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
+        if self.code_dim != 2:
+            return []
+        plots.latent(self.autoencoder.encode(splits.test.x), splits.test.labels, folder / "latent.png",
+                     f"{self.name}: autoencoder codes of the test images")
+        return ["latent.png"]
+
+    def save(self, folder: Path) -> list[str]:
+        return self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
+
+    def describe(self) -> dict:
+        skipped = {}
+        if self.code_dim != 2:
+            skipped["latent.png"] = f"the code is {self.code_dim}-D, not 2-D"
+        reason = why_not_saved(self.estimator)
+        if reason is not None:
+            skipped[f"{ESTIMATOR_STEM}.npz"] = reason
+        return {**super().describe(), "autoencoder": self.autoencoder.describe(),
+                "estimator": type(self.estimator).__name__, "skipped_artifacts": skipped}
