@@ -1,0 +1,195 @@
+"""The one-class protocol in one command: every class 0-9 normal in turn, AUROC on the test set.
+
+For each model this runs one ``anomaly-bench -m`` sweep over the ten classes (and the given
+seeds) into a fixed folder, ``<runs>/<dataset>/<label>/``, then writes
+``benchmarks/results/one_class_<dataset>.md``: a row per model with per-class AUROC %, the
+mean (± std over seeds), the time per class, and the published rows of
+``benchmarks/published.csv`` beside them. Reruns skip finished jobs (``resume=true``), so
+adding a model or a seed only runs what is missing; ``--table-only`` just rebuilds the table.
+
+``--validation`` runs the same protocol with the official test set replaced by 10,000 images
+held out from the official *training* set (normal class vs the other nine): the place to
+choose hyperparameters, so the test AUROC in the real table never steers a setting.
+
+Examples:
+    python benchmarks/one_class.py --dataset mnist --models pca knn
+    python benchmarks/one_class.py --dataset fashion_mnist --models knn --seeds 0 1 2
+    python benchmarks/one_class.py --dataset mnist --models knn --label knn_encoder -- model.features=encoder
+    python benchmarks/one_class.py --dataset mnist --models pca --validation -- model.n_components=16
+      (a row named "pca[model.n_components=16]")
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anomaly_bench.compare.table import CLASS_KEY, per_class_table
+
+REPO = Path(__file__).resolve().parent.parent
+PUBLISHED = REPO / "benchmarks" / "published.csv"
+CLASSES = list(range(10))
+DATASETS = ("mnist", "fashion_mnist")
+VALIDATION_TEST_SIZE = 10_000
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Arguments after -- are passed to anomaly-bench as overrides.")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--models", nargs="+", default=["pca", "knn"], help="model config names (conf/model/)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--label", help="row name / folder for a variant (one model only); default: the model "
+                                        "name, followed by the extra overrides in brackets")
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "one_class", help="where the sweeps land")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results", help="where tables go")
+    parser.add_argument("--validation", action="store_true",
+                        help="score held-out training images instead of the test set (for choosing settings)")
+    parser.add_argument("--table-only", action="store_true", help="rebuild the table from existing runs")
+    args, extra = parser.parse_known_args(argv)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if args.label and len(args.models) != 1:
+        parser.error("--label names the variant of exactly one model")
+    args.overrides = extra
+    return args
+
+
+def validation_data(dataset: str, folder: Path) -> Path:
+    """An .npz whose 'test' images are held out from the official training set (never the test set)."""
+    from anomaly_bench.data import load_raw
+    from anomaly_bench.data.split import stratified_subsample
+
+    target = folder / f"{dataset}_train_holdout.npz"
+    if not target.exists():
+        raw = load_raw(dataset)
+        held = np.zeros(len(raw.y_train), dtype=bool)
+        held[stratified_subsample(raw.y_train, VALIDATION_TEST_SIZE, np.random.default_rng(0))] = True
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(target, x_train=raw.x_train[~held], y_train=raw.y_train[~held],
+                            x_test=raw.x_train[held], y_test=raw.y_train[held])
+    return target
+
+
+def run_sweep(model: str, label: str, args: argparse.Namespace, root: Path) -> None:
+    """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model, into ``root/label``."""
+    sweep_dir = root / label
+    command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol",
+               f"dataset={args.dataset}", f"model={model}", "trainer.seed=" + ",".join(map(str, args.seeds)),
+               f"hydra.sweep.dir={sweep_dir}", "resume=true", *args.overrides]
+    if args.validation:
+        command += [f"dataset.path={validation_data(args.dataset, root.parent / 'data')}", "dataset.source=explicit"]
+    print("+", " ".join(command), flush=True)
+    load_before, started = os.getloadavg()[0], time.perf_counter()
+    code = subprocess.call(command, cwd=REPO)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "benchmark.json").write_text(json.dumps({
+        "command": command[2:], "exit_code": code, "wall_seconds": time.perf_counter() - started,
+        "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+    }, indent=2))
+    if code != 0:
+        print(f"warning: the {label} sweep exited with {code}; failed jobs are left out of the table", file=sys.stderr)
+
+
+def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
+    """One row per run folder below ``root`` (via anomaly-bench-compare's loader): label = sweep folder."""
+    from anomaly_bench.compare.discover import discover
+    from anomaly_bench.compare.load import load_run
+
+    records = [load_run(path) for path in discover([str(root)]).runs]
+    runs = pd.DataFrame({
+        "label": [r.path.relative_to(root).parts[0] for r in records],
+        "status": [r.status for r in records],
+        "seed": [r.metrics.get("seed") for r in records],
+        "auroc": [r.metrics.get("auroc") if r.ok else np.nan for r in records],
+        "seconds": [r.metrics.get("timings.total") if r.ok else np.nan for r in records],
+    })
+    return runs.astype({"auroc": float, "seconds": float}), records
+
+
+def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
+    """Per label: AUROC % per class (mean over seeds) and their mean, std over seeds, seconds/class."""
+    if not len(runs):
+        return pd.DataFrame(columns=["label", *map(str, CLASSES), "mean", "n"])
+    table = per_class_table(runs, records, ["label"], "auroc").set_index("label")
+    done = runs[runs.status == "completed"].assign(cls=[int(r.config[CLASS_KEY][0]) for r in records if r.ok])
+    per_seed = done.groupby(["label", "seed"]).agg(mean=("auroc", "mean"), classes=("cls", "nunique"))
+    complete = per_seed[per_seed.classes == len(CLASSES)]["mean"] * 100
+    table["std_seeds"] = complete.groupby("label").std(ddof=1)
+    table["seeds"] = done.groupby("label").seed.nunique()
+    table["s_per_class"] = done.groupby("label").seconds.mean()
+    table["failed"] = runs[runs.status != "completed"].groupby("label").size()
+    table = table.reindex(columns=[*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "failed"])
+    table.loc[table[list(map(str, CLASSES))].isna().any(axis=1), "mean"] = np.nan  # a partial row has no mean
+    return table.fillna({"failed": 0}).reset_index(names="method")
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
+    head = ["method", *map(str, CLASSES), "mean", "± std (seeds)", "seeds", "s / class", "source"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ours.sort_values("mean", ascending=False).to_dict("records"):
+        cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES),
+                 f"**{fmt(row['mean'])}**", fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0),
+                 "this benchmark" + (f" ({int(row['failed'])} failed runs)" if row["failed"] else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in published.to_dict("records"):
+        cells = [row["method"], *(fmt(row[str(c)]) for c in CLASSES), fmt(row["mean"]), "", "", "", row["source"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_table(args: argparse.Namespace, root: Path) -> Path:
+    ours = model_rows(*read_runs(root))
+    published = pd.read_csv(PUBLISHED)
+    published = published[published.dataset == args.dataset] if not args.validation else published.iloc[0:0]
+    info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]
+    loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
+    what = ("held-out training images (model selection; not comparable with published test-set figures)"
+            if args.validation else "the official test set")
+    suffix = "_validation" if args.validation else ""
+    lines = [
+        f"# One-class protocol: {args.dataset}{' (validation)' if args.validation else ''}",
+        "",
+        f"Train on the training images of one class (10 % held out as validation), score {what} with that",
+        "class normal and the other nine anomalous; AUROC in %. Per-class cells are means over seeds; "
+        "`± std` is the std over seeds of the 10-class mean.",
+        f"`s / class` is the mean wall time of one run (fit + score + plots) on a machine with {os.cpu_count()} CPU cores"
+        + (f" **shared with other jobs** (1-minute load average {min(loads):.1f}-{max(loads):.1f} while the sweeps ran);"
+           " treat the times as upper bounds." if loads else "."),
+        f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
+        "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
+        f"Reproduce: `python benchmarks/one_class.py --dataset {args.dataset} --models <model...>"
+        + (" --validation" if args.validation else "") + "`",
+        "",
+        *markdown_table(ours, published),
+        "",
+    ]
+    args.results.mkdir(parents=True, exist_ok=True)
+    target = args.results / f"one_class_{args.dataset}{suffix}.md"
+    target.write_text("\n".join(lines))
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    root = (args.runs / ("validation" if args.validation else "test") / args.dataset).resolve()
+    if not args.table_only:
+        for model in args.models:
+            label = args.label or (f"{model}[{','.join(args.overrides)}]" if args.overrides else model)
+            run_sweep(model, label, args, root)
+    print(f"table: {write_table(args, root)}")
+
+
+if __name__ == "__main__":
+    main()
