@@ -139,11 +139,28 @@ def test_load_turns_bad_metrics_into_a_status(tmp_path, content, status, reason)
 def test_load_failed_and_never_started(tmp_path):
     failed = load_run(write_run(tmp_path / "f", BASE_CONFIG, status="failed"))
     assert failed.status == "failed"
-    assert failed.problem == "failed: RuntimeError: boom; traceback in error.txt"
+    assert failed.problem == "RuntimeError: boom; traceback in error.txt"
     hydra_only = tmp_path / "h" / ".hydra"
     hydra_only.mkdir(parents=True)
     (hydra_only / "config.yaml").write_text(yaml.safe_dump(BASE_CONFIG))
     assert load_run(tmp_path / "h").status == "no_metrics"
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_roc_points_match_scikit_learn(decimals):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from anomaly_bench.compare.figures import roc_points
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 400)
+    scores = rng.normal(labels, 1.0)
+    scores = scores if decimals is None else scores.round(decimals)  # ties form one step
+    fpr, tpr, auroc = roc_points(labels, scores)
+    expected_fpr, expected_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, expected_fpr)
+    np.testing.assert_allclose(tpr, expected_tpr)
+    assert auroc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
 
 
 # ---------------------------------------------------------------- the run table

@@ -103,7 +103,7 @@ def _read_metrics(folder: Path) -> tuple[dict | None, str | None]:
 def _failure_reason(folder: Path, metrics: dict) -> str:
     error = str(metrics.get("error") or "no error message").strip().splitlines()
     where = f"; traceback in {ERROR_FILE}" if os.path.isfile(os.path.join(folder, ERROR_FILE)) else ""
-    return f"failed: {error[0] if error else 'no error message'}{where}"
+    return f"{error[0] if error else 'no error message'}{where}"
 
 
 def load_run(folder: Path) -> RunRecord:
