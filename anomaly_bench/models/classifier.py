@@ -4,7 +4,7 @@ Unlike every other detector it learns from labelled anomalies (``dataset.labelle
 10 in the article), which is exactly what article 001 sets out to show is fragile: with 10
 anomalies beside 6,000 normal images the plain cross-entropy barely sees them. Balanced class
 weights (``model.class_weight: balanced``) make each class count equally in the loss;
-``none`` reproduces the article. The anomaly score is the predicted anomaly probability.
+``none`` (the default) reproduces the article. The anomaly score is the predicted anomaly probability.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class CNNClassifierDetector(Detector):
     needs_labelled_anomalies = True
 
     def __init__(self, name: str, layers: list[dict], validation_split: float = 0.3,
-                 class_weight: str = "balanced") -> None:
+                 class_weight: str = "none") -> None:
         super().__init__(name)
         self.layer_specs, self.validation_split, self.class_weight = list(layers), float(validation_split), class_weight
         self.model: keras.Model | None = None
