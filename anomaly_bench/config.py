@@ -48,7 +48,7 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 20
-    batch_size: int = 128
+    batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 0.001
     seed: int = 0
