@@ -114,3 +114,17 @@ def test_article003_preset_reports_share_of_zeros_flagged(tmp_path):
     assert set(metrics["flagged_rate_by_class"]) == {str(c) for c in range(10)}
     assert metrics["threshold_rule"] == "val_mean_std" and metrics["threshold_k"] == 1.0
     assert metrics["n_test_anomalies"] == round(300 * 980 / 10000)  # zeros keep their share of the test set
+
+
+@needs_mnist
+def test_saved_denoising_model_loads_in_a_fresh_process(tmp_path):
+    """Custom layers reload in safe mode through anomaly_bench.models.load_model."""
+    import subprocess
+    import sys
+
+    tiny_run(tmp_path, "model=denoising_ae")
+    code = ("from anomaly_bench.models import load_model; "
+            f"m = load_model(r'{tmp_path / 'model.keras'}'); print(m.count_params())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "28353"
