@@ -16,13 +16,14 @@ Examples:
     python benchmarks/one_class.py --dataset fashion_mnist --models knn --seeds 0 1 2
     python benchmarks/one_class.py --dataset mnist --models knn --label knn_encoder -- model.features=encoder
     python benchmarks/one_class.py --dataset mnist --models pca --validation -- model.n_components=16
-      (a row named "pca[model.n_components=16]")
+      (a row named "pca-n_components_16")
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=["pca", "knn"], help="model config names (conf/model/)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--label", help="row name / folder for a variant (one model only); default: the model "
-                                        "name, followed by the extra overrides in brackets")
+                                        "name followed by the extra overrides, e.g. knn-k_20")
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "one_class", help="where the sweeps land")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results", help="where tables go")
     parser.add_argument("--validation", action="store_true",
@@ -76,6 +77,14 @@ def validation_data(dataset: str, folder: Path) -> Path:
         np.savez_compressed(target, x_train=raw.x_train[~held], y_train=raw.y_train[~held],
                             x_test=raw.x_train[held], y_test=raw.y_train[held])
     return target
+
+
+def variant_label(model: str, overrides: list[str]) -> str:
+    """``knn`` + ``model.k=20`` -> ``knn-k_20``: a folder name Hydra's override grammar accepts."""
+    if not overrides:
+        return model
+    text = ",".join(o.removeprefix("model.") for o in overrides)
+    return f"{model}-" + re.sub(r"[^A-Za-z0-9_.,-]+", "_", text)
 
 
 def run_sweep(model: str, label: str, args: argparse.Namespace, root: Path) -> None:
@@ -186,8 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     root = (args.runs / ("validation" if args.validation else "test") / args.dataset).resolve()
     if not args.table_only:
         for model in args.models:
-            label = args.label or (f"{model}[{','.join(args.overrides)}]" if args.overrides else model)
-            run_sweep(model, label, args, root)
+            run_sweep(model, args.label or variant_label(model, args.overrides), args, root)
     print(f"table: {write_table(args, root)}")
 
 

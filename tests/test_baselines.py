@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.knn import nearest_distances
-from anomaly_bench.models.transform_classifier import MAX_TRANSFORMS, TRANSFORMS, apply_transform, apply_transforms
+from anomaly_bench.models.transform_classifier import (MAX_TRANSFORMS, TRANSFORMS, apply_transform, apply_transforms,
+                                                       dirichlet_mle, inverse_digamma)
 from anomaly_bench.run import run
 from conftest import compose_config, needs_mnist
 
@@ -90,6 +91,16 @@ def test_transformations_by_hand():
     np.testing.assert_array_equal(mixed[[0, 2]], batch[[0, 2]])
 
 
+def test_dirichlet_fit_recovers_known_concentrations():
+    from scipy.special import digamma
+
+    x = np.array([0.05, 0.7, 1.0, 3.5, 80.0])
+    np.testing.assert_allclose(inverse_digamma(digamma(x)), x, rtol=1e-8)
+    alpha = np.array([5.0, 1.0, 0.5, 2.0])
+    samples = np.random.default_rng(0).dirichlet(alpha, 20000)
+    np.testing.assert_allclose(dirichlet_mle(np.log(samples)), alpha, rtol=0.03)
+
+
 # ---- pca -------------------------------------------------------------------------------------
 
 def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
@@ -118,6 +129,7 @@ def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
     (["model=knn", "model.block_size=0"], "model.block_size=0"),
     (["model=transform_classifier", "model.n_transforms=1"], "model.n_transforms=1 is not allowed; choose 2-72"),
     (["model=transform_classifier", "model.n_transforms=73"], "model.n_transforms=73 is not allowed; choose 2-72"),
+    (["model=transform_classifier", "model.score=entropy"], "model.score='entropy' is not allowed"),
     (["model=transform_classifier", "model.shift=14"], "model.shift=14 must be a whole number of pixels 1-13"),
     (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count 1-784"),
     (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
@@ -181,9 +193,11 @@ def test_knn_encoder_tiny_run(tmp_path):
 
 
 @needs_mnist
-def test_transform_classifier_tiny_run(tmp_path):
-    metrics = run(compose_config(["model=transform_classifier", "trainer.epochs=3"] + ONE_VS_ZERO), tmp_path)
-    check_contract(tmp_path, metrics, ["model.keras", "history.csv", "training_curve.png"], 0.85)
+@pytest.mark.parametrize("score, files", [("cross_entropy", []), ("dirichlet", ["dirichlet.npz"])])
+def test_transform_classifier_tiny_run(tmp_path, score, files):
+    metrics = run(compose_config(["model=transform_classifier", "trainer.epochs=3", f"model.score={score}"]
+                                 + ONE_VS_ZERO), tmp_path)
+    check_contract(tmp_path, metrics, ["model.keras", "history.csv", "training_curve.png", *files], 0.85)
     history = pd.read_csv(tmp_path / "history.csv")
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns) and len(history) == 3
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)

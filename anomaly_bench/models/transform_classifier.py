@@ -2,7 +2,11 @@
 
 A CNN trained on the normal images to tell which of T geometric transformations was
 applied learns what normal images look like: on an anomaly it cannot recognise the
-transformations, so the score is -1/T * sum_t log p(t | t(x)). The transformations are
+transformations. ``score: cross_entropy`` is -1/T * sum_t log p(t | t(x)); ``score: dirichlet``
+is the paper's normality score: a Dirichlet fitted per transformation to the softmax outputs
+on the normal training images, score = -1/T * sum_t sum_k (alpha_tk - 1) log p_k(t(x)), which
+also credits the confusions normal images always show (a "1" turned by 180 degrees looks
+like an unturned "1"). The transformations are
 compositions of a horizontal flip, a translation by ``shift`` pixels and a rotation by a
 multiple of 90 degrees, in the paper's order of application (flip, translate, rotate);
 ``n_transforms`` takes the first T of the 72 combinations, listed untranslated first so
@@ -19,6 +23,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from scipy.special import digamma, polygamma
+
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
@@ -31,7 +37,31 @@ SHIFTS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), 
 # (flip, (dy, dx), quarter turns), untranslated combinations first.
 TRANSFORMS = [(flip, shift, turns) for shift, flip, turns in product(SHIFTS, (False, True), range(4))]
 MIN_TRANSFORMS, MAX_TRANSFORMS = 2, len(TRANSFORMS)
+SCORES = ("cross_entropy", "dirichlet")
+DIRICHLET_FILE = "dirichlet.npz"
 _EPS = 1e-12
+
+
+def inverse_digamma(y: np.ndarray, steps: int = 5) -> np.ndarray:
+    """x with digamma(x) = y, by Newton's method from Minka's starting point."""
+    x = np.where(y >= -2.22, np.exp(y) + 0.5, -1.0 / np.minimum(y - digamma(1.0), -_EPS))
+    for _ in range(steps):
+        x = x - (digamma(x) - y) / polygamma(1, x)
+    return x
+
+
+def dirichlet_mle(log_p: np.ndarray, iterations: int = 1000, tol: float = 1e-9) -> np.ndarray:
+    """Maximum-likelihood Dirichlet concentration for rows of log-probabilities (Minka's fixed point)."""
+    mean_log = log_p.mean(axis=0)
+    p = np.exp(log_p)
+    m1, m2 = p.mean(axis=0), (p ** 2).mean(axis=0)
+    alpha = m1 * max((m1[0] - m2[0]) / max(m2[0] - m1[0] ** 2, _EPS), _EPS)  # method-of-moments start
+    for _ in range(iterations):
+        updated = inverse_digamma(digamma(alpha.sum()) + mean_log)
+        if np.max(np.abs(updated - alpha)) < tol:
+            return updated
+        alpha = updated
+    return alpha
 
 
 def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -90,10 +120,13 @@ class RandomTransformBatches(keras.utils.PyDataset):
 class TransformClassifier(Detector):
     """Anomaly score = mean negative log-probability the CNN gives each true transformation."""
 
-    def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict]) -> None:
+    def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict],
+                 score: str = "cross_entropy") -> None:
         super().__init__(name)
         self.n_transforms, self.shift, self.network_spec = n_transforms, shift, list(network)
+        self.score_kind = score
         self.model: keras.Model | None = None
+        self.alphas: np.ndarray | None = None  # [T, T] Dirichlet concentrations (score=dirichlet)
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         t = self.n_transforms
@@ -105,6 +138,8 @@ class TransformClassifier(Detector):
         max_shift = min(image_shape[:2]) // 2
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 1 <= self.shift < max_shift:
             raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
+        if self.score_kind not in SCORES:
+            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
         if not self.network_spec:
             raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
         self.build(image_shape)
@@ -130,23 +165,30 @@ class TransformClassifier(Detector):
             # Fixed pairs (image i under transformation i mod T) so val_loss is comparable across epochs.
             targets = np.arange(len(splits.val)) % self.n_transforms
             validation = (apply_transforms(splits.val.x, targets, self.shift), targets)
-        return FitResult(history=fit_model(self.model, batches, None, trainer, validation))
+        history = fit_model(self.model, batches, None, trainer, validation)
+        if self.score_kind == "dirichlet":
+            self.alphas = np.stack([dirichlet_mle(log_p) for _, log_p in self.log_softmax(splits.train.x)])
+        return FitResult(history=history)
 
-    def transformation_log_probs(self, images: np.ndarray) -> np.ndarray:
-        """[n, T]: log p(t | t(x)) for every image x and transformation t."""
-        result = np.empty((len(images), self.n_transforms))
+    def log_softmax(self, images: np.ndarray):
+        """Per transformation t: (t, [n, T] log-probabilities the network gives t(x)), one t at a time."""
         for t in range(self.n_transforms):
             probs = self.model.predict(apply_transform(images, t, self.shift), batch_size=PREDICT_BATCH, verbose=0)
-            result[:, t] = np.log(probs[:, t].astype(np.float64) + _EPS)
-        return result
+            yield t, np.log(probs.astype(np.float64) + _EPS)
 
     def score(self, images: np.ndarray) -> np.ndarray:
-        return -self.transformation_log_probs(images).mean(axis=1)
+        total = np.zeros(len(images))
+        for t, log_p in self.log_softmax(images):
+            total -= log_p[:, t] if self.score_kind == "cross_entropy" else log_p @ (self.alphas[t] - 1.0)
+        return total / self.n_transforms
 
     def save(self, folder: Path) -> list[str]:
         self.model.save(folder / "model.keras")
-        return ["model.keras"]
+        if self.alphas is None:
+            return ["model.keras"]
+        np.savez(folder / DIRICHLET_FILE, alphas=self.alphas)
+        return ["model.keras", DIRICHLET_FILE]
 
     def describe(self) -> dict:
-        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift,
+        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind,
                 "n_params": int(self.model.count_params()) if self.model is not None else None}
