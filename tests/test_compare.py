@@ -352,6 +352,20 @@ def test_problem_folders_are_listed_with_status_and_never_crash(messy, capsys):
     statuses = [line.split(" | ")[3] for line in table_lines[1:]]
     assert statuses == ["completed"] * 3 + ["corrupt", "running", "failed"]
     assert "Not counted (4):" in out
+    listed = out.split("Not counted (4):")[1].splitlines()[1:]
+    assert listed == [f"- corrupt: {messy / '3_corrupt'}: metrics.json is not valid JSON (JSONDecodeError)",
+                      f"- running: {messy / '4_running'}: unfinished: metrics.json says running "
+                      "(still running, or killed mid-way)",
+                      f"- failed: {messy / '5_failed'}: RuntimeError: boom; traceback in error.txt",
+                      f"- foreign: {messy / 'not_a_run' / 'deeper'}: not a run folder "
+                      "(no metrics.json or .hydra/config.yaml)"]
+    assert err == ("anomaly-bench-compare: warning: 4 folders are not completed results (1 corrupt, 1 failed, "
+                   "1 foreign, 1 running); the output lists them under 'Not counted'\n")
+
+
+def test_csv_keeps_its_table_pure_and_warns_per_folder(messy, capsys):
+    code, out, err = run_cli([messy, "--format", "csv"], capsys)
+    assert code == 0 and "Not counted" not in out and len(out.splitlines()) == 1 + 6
     for status, name in [("corrupt", "3_corrupt"), ("running", "4_running"), ("failed", "5_failed"),
                          ("foreign", "deeper")]:
         assert any(line.startswith(f"anomaly-bench-compare: warning: {status}: ") and name in line
@@ -434,6 +448,18 @@ def test_per_class_switches(protocol, tmp_path, capsys):
     code, _, err = run_cli([other, "--per-class"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--per-class" in err
     assert "auroc_mean" in csv_table([other, "--group-by", "model.name"], capsys).columns
+    # One normal class but a single anomaly class (sandal vs boot) is not the one-class protocol...
+    pairs = tmp_path.parent / f"{tmp_path.name}-pairs"
+    write_run(pairs / "a", config_with(dataset__normal_classes=[5], dataset__anomaly_classes=[7]))
+    write_run(pairs / "b", config_with(dataset__normal_classes=[7], dataset__anomaly_classes=[5]))
+    assert "auroc_mean" in csv_table([pairs, "--group-by", "model.name"], capsys).columns
+    # ... while listing every other class explicitly is.
+    explicit = tmp_path.parent / f"{tmp_path.name}-explicit"
+    for cls in (3, 4):
+        rest = [c for c in range(10) if c != cls]
+        write_run(explicit / str(cls), config_with(dataset__normal_classes=[cls], dataset__anomaly_classes=rest))
+    assert list(csv_table([explicit, "--group-by", "model.name"], capsys).columns) == ["model.name", "3", "4",
+                                                                                       "mean", "n"]
 
 
 def test_per_class_html_report(protocol, tmp_path, capsys):
@@ -454,7 +480,7 @@ def test_console_script_end_to_end(messy, tmp_path):
                            str(target)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "<h2>ROC curves</h2>" in target.read_text()
-    assert done.stderr.count("warning:") == 4
+    assert done.stderr.count("warning:") == 1 and "4 folders are not completed results" in done.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     done = subprocess.run([*command, str(empty)], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,9 @@ run folder was found or none matched the filters, 2 for a bad option value (one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from anomaly_bench.compare.discover import discover
@@ -86,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "such as timings.fit work)")
     parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
                         help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
-                             "first metric in %%. Default: on when --group-by is given, does not include "
-                             f"{CLASS_KEY}, and every run has a single normal class (varying)")
+                             "first metric in %%. Default: on when --group-by is given and does not include "
+                             f"{CLASS_KEY}, and every completed run has one normal class in 0-9 with all other "
+                             "classes anomalous, the class varying between runs")
     parser.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
     parser.add_argument("--max-curves", type=_count(1), default=20, metavar="N",
@@ -102,14 +105,27 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _warn_problems(problems: list[Problem], listed_in_output: bool) -> None:
+    """One line per folder, or one summary line when the output itself lists them (md, json, html)."""
+    if not problems:
+        return
+    if not listed_in_output:
+        for problem in problems:
+            _warn(f"{problem.status}: {problem.path}: {problem.reason}")
+        return
+    counts = Counter(p.status for p in problems)
+    kinds = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    _warn(f"{len(problems)} folders are not completed results ({kinds}); the output lists them under 'Not counted'")
+
+
 def _per_class(args: argparse.Namespace, records) -> bool:
     if args.per_class is False:
         return False
     protocol = one_class_classes(records) is not None
     if args.per_class:
         if not protocol:
-            raise ConfigError(f"--per-class needs completed runs whose {CLASS_KEY} is one class in 0-9, "
-                              "with at least two different classes")
+            raise ConfigError(f"--per-class needs completed one-class-protocol runs ({CLASS_KEY} one class "
+                              "in 0-9, every other class anomalous) with at least two different classes")
         return True
     return bool(args.group_by) and CLASS_KEY not in args.group_by and protocol
 
@@ -165,8 +181,7 @@ def compare(args: argparse.Namespace) -> tuple[str, Comparison]:
         if args.sort in runs.columns:
             runs = sort_table(runs, args.sort, args.metrics, args.reverse)
     problems = [Problem(r.path, r.status, r.problem) for r in records if r.problem] + foreign
-    for problem in problems:
-        _warn(f"{problem.status}: {problem.path}: {problem.reason}")
+    _warn_problems(problems, listed_in_output=args.format != "csv")
     done = sum(r.ok for r in records)
     result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class)
     if args.format == "html":
@@ -187,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
     if args.out is None:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
         args.out.write_text(text, encoding="utf-8")

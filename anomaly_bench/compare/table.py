@@ -26,6 +26,8 @@ DURATION_SOURCE = "timings.total"
 # Metrics living in [0, 1]: the per-class table prints them in %, like the published tables.
 UNIT_METRICS = {"auroc", "auprc", "f1", "precision", "recall", "accuracy"}
 CLASS_KEY = "dataset.normal_classes"
+ANOMALY_KEY = "dataset.anomaly_classes"
+REST = "rest"
 PROTOCOL_CLASSES = range(10)
 _MISSING = object()
 
@@ -196,17 +198,28 @@ def group_table(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def _protocol_class(config: dict) -> int | None:
+    """The normal class of a one-class-protocol run: one class in 0-9, every other class anomalous."""
+    value = config.get(CLASS_KEY)
+    if not (isinstance(value, list) and len(value) == 1 and not isinstance(value[0], bool)
+            and value[0] in PROTOCOL_CLASSES):
+        return None
+    cls = int(value[0])
+    anomalies = config.get(ANOMALY_KEY, REST)
+    rest = anomalies == REST or (isinstance(anomalies, list) and sorted(anomalies) == [c for c in PROTOCOL_CLASSES if c != cls])
+    return cls if rest else None
+
+
 def one_class_classes(records: list[RunRecord]) -> list[int] | None:
-    """The normal classes when every completed run has one class in 0-9 and they vary, else None."""
+    """The normal classes when every completed run follows the one-class protocol and they vary, else None."""
     classes = []
     for record in records:
         if not record.ok:
             continue
-        value = record.config.get(CLASS_KEY)
-        if not (isinstance(value, list) and len(value) == 1 and value[0] in PROTOCOL_CLASSES
-                and not isinstance(value[0], bool)):
+        cls = _protocol_class(record.config)
+        if cls is None:
             return None
-        classes.append(int(value[0]))
+        classes.append(cls)
     distinct = sorted(set(classes))
     return distinct if len(distinct) > 1 else None
 
