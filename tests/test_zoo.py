@@ -1,0 +1,156 @@
+"""The model zoo beyond the autoencoders: settings checks, saved models, tiny real runs (MNIST 1 vs 0)."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+from sklearn.svm import OneClassSVM
+
+from anomaly_bench.data import load_raw
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.deep_svdd import adjust_center
+from anomaly_bench.models.estimators import SavedOneClassSVM, save_estimator
+from anomaly_bench.run import run
+from conftest import compose_config, needs_mnist
+
+EASY_PAIR = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=500",
+             "dataset.max_test=300", "trainer.batch_size=64"]
+
+
+def build(model: str, *overrides: str):
+    detector = instantiate(compose_config([f"model={model}", *overrides]).model, _convert_="all")
+    detector.check((28, 28, 1))
+    return detector
+
+
+@pytest.mark.parametrize("model, override, key", [
+    ("ocsvm", "model.estimator.nu=-0.1", "'nu' parameter"),
+    ("ae_ocsvm", "model.estimator.gamma=-1.0", "'gamma' parameter"),
+    ("isolation_forest", "model.estimator.n_estimators=0", "'n_estimators' parameter"),
+    ("ocsvm", "model.pca_components=0", "model.pca_components=0"),
+    ("isolation_forest", "model.pca_components=785", "model.pca_components=785"),
+    ("vae", "model.latent_dim=0", "model.latent_dim=0"),
+    ("vae", "model.score=bce", "model.score='bce'"),
+    ("vae", "model.filters=[8,8,8]", "must divide by 8"),
+    ("vae", "model.beta=-1.0", "model.beta=-1.0"),
+    ("ae_ocsvm", "model.autoencoder.encoder.3.units=0", "model.encoder[3]"),
+    ("deep_svdd", "model.rep_dim=0", "model.rep_dim=0"),
+    ("deep_svdd", "model.eps=0.0", "model.eps=0.0"),
+    ("deep_svdd", "model.pretrain_epochs=-1", "model.pretrain_epochs=-1"),
+    ("cnn_classifier", "model.validation_split=1.0", "model.validation_split=1.0"),
+    ("cnn_classifier", "model.class_weight=auto", "model.class_weight='auto'"),
+])
+def test_bad_settings_fail_in_check_with_one_line(model, override, key):
+    with pytest.raises(ConfigError) as info:
+        build(model, override)
+    message = str(info.value)
+    assert key in message and "\n" not in message
+
+
+def test_architectures_follow_the_articles():
+    classifier = build("cnn_classifier").model
+    assert [type(l).__name__ for l in classifier.layers[1:]] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Activation", "Dropout", "Flatten", "Dense", "Dense"]
+    assert classifier.output.shape[1:] == (2,)
+    ae = build("ae_ocsvm").autoencoder
+    assert [l.units for l in ae.model.layers if isinstance(l, keras.layers.Dense)] == [128, 64, 32, 2, 32, 64, 128, 784]
+    assert ae.encoder.output.shape[1:] == (2,)
+    svdd = build("deep_svdd").model
+    layers = svdd.encoder.layers
+    assert all(not l.use_bias for l in layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense)))
+    assert all(not (l.center or l.scale) for l in layers if isinstance(l, keras.layers.BatchNormalization))
+
+
+def test_center_coordinates_near_zero_move_to_eps():
+    np.testing.assert_allclose(adjust_center(np.array([0.05, -0.05, 0.0, 0.5, -2.0]), 0.1),
+                               [0.1, -0.1, 0.1, 0.5, -2.0])
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly"])
+def test_saved_one_class_svm_reproduces_decision_function(tmp_path, kernel):
+    rng = np.random.default_rng(0)
+    svm = OneClassSVM(kernel=kernel, nu=0.3, gamma="scale").fit(rng.normal(size=(200, 5)))
+    assert save_estimator(svm, tmp_path, "svm") == ["svm.npz", "svm.json"]
+    queries = rng.normal(size=(50, 5))
+    np.testing.assert_allclose(SavedOneClassSVM.load(tmp_path, "svm").decision_function(queries),
+                               svm.decision_function(queries), rtol=1e-6, atol=1e-8)
+
+
+def test_classical_detector_without_plain_form_writes_nothing(tmp_path):
+    detector = build("isolation_forest")
+    assert "IsolationForest" in detector.describe()["skipped_artifacts"]["estimator.npz"]
+
+
+# model, extra overrides, files that must exist, files that must not, keras model file
+ZOO = [
+    ("cnn_classifier", ["dataset.labelled_anomalies=10", "trainer.epochs=3", "model.class_weight=balanced"],
+     ["history.csv", "training_curve.png", "model.keras"], ["reconstructions.png"], True),
+    ("vae", ["trainer.epochs=2"], ["history.csv", "latent.png", "reconstructions.png", "model.keras"], [], True),
+    # The 2-D ReLU code needs a few hundred steps to leave the "mean image" plateau.
+    ("ae_ocsvm", ["trainer.epochs=20", "trainer.batch_size=16"],
+     ["history.csv", "latent.png", "reconstructions.png", "model.keras", "estimator.npz", "estimator.json"], [], True),
+    ("ocsvm", [], ["estimator.npz", "estimator.json"], ["history.csv", "reconstructions.png", "model.keras"], False),
+    ("isolation_forest", ["model.pca_components=20"], ["pca.npz", "reconstructions.png"],
+     ["history.csv", "estimator.npz", "model.keras"], False),
+    ("deep_svdd", ["trainer.epochs=2", "model.pretrain_epochs=1"], ["history.csv", "model.keras"],
+     ["reconstructions.png"], True),
+]
+
+
+def load_test_images(index: np.ndarray) -> np.ndarray:
+    raw = load_raw("mnist", "auto", None, 10.0)
+    return (raw.x_test[index].astype(np.float32) / 255.0)[..., None]
+
+
+@needs_mnist
+@pytest.mark.parametrize("model, overrides, present, absent, is_keras", ZOO, ids=[z[0] for z in ZOO])
+def test_tiny_run_writes_the_contract_and_beats_chance(tmp_path, model, overrides, present, absent, is_keras):
+    metrics = run(compose_config([f"model={model}", *EASY_PAIR, *overrides]), tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["model"] == model
+    assert on_disk["supervision"] == ("supervised" if model == "cnn_classifier" else "unsupervised")
+    for name in ["scores.csv", "roc_curve.png", "score_histogram.png", "confusion_matrix.png", *present]:
+        assert (tmp_path / name).is_file(), name
+    for name in absent:
+        assert not (tmp_path / name).exists(), name
+        assert name in on_disk["skipped_artifacts"], name
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == on_disk["n_test"] == 300
+    assert metrics["auroc"] > 0.8, metrics["auroc"]
+    if is_keras:
+        reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+        assert reloaded.count_params() > 0
+    if model == "deep_svdd":  # the centre travels inside model.keras: reloaded scores match
+        reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+        center = keras.ops.convert_to_numpy(reloaded.center)
+        assert np.abs(center).min() >= 0.1 - 1e-6
+        z = reloaded.predict(load_test_images(scores["index"].to_numpy()[:50]), verbose=0)
+        np.testing.assert_allclose(((z - center) ** 2).sum(axis=1), scores.score[:50], rtol=1e-3, atol=1e-5)
+    if model == "ocsvm":  # the arrays alone give back the scores
+        saved = SavedOneClassSVM.load(tmp_path, "estimator")
+        x = load_test_images(scores["index"].to_numpy()[:50]).reshape(50, -1)
+        np.testing.assert_allclose(-saved.decision_function(x), scores.score[:50], rtol=1e-6, atol=1e-8)
+
+
+def cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([sys.executable, "-m", "anomaly_bench", *args, f"paths.output_dir={tmp_path}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["model=ocsvm", "model.estimator.nu=-0.5"], "'nu' parameter of OneClassSVM must be a float in the range (0.0, 1.0]"),
+    (["model=cnn_classifier", "dataset.labelled_anomalies=0"], "dataset.labelled_anomalies=0 but model=cnn_classifier"),
+])
+def test_cli_bad_model_settings_exit_2_with_one_line(tmp_path, args, expected):
+    result = cli(tmp_path, *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
