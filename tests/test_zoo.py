@@ -66,6 +66,12 @@ def test_architectures_follow_the_articles():
     assert all(not (l.center or l.scale) for l in layers if isinstance(l, keras.layers.BatchNormalization))
 
 
+def test_classifier_option_brings_the_articles_labelled_anomalies():
+    assert compose_config(["model=cnn_classifier"]).dataset.labelled_anomalies == 10
+    assert compose_config(["model=cnn_classifier", "dataset.labelled_anomalies=3"]).dataset.labelled_anomalies == 3
+    assert compose_config(["model=vae"]).dataset.labelled_anomalies == 0
+
+
 def test_center_coordinates_near_zero_move_to_eps():
     np.testing.assert_allclose(adjust_center(np.array([0.05, -0.05, 0.0, 0.5, -2.0]), 0.1),
                                [0.1, -0.1, 0.1, 0.5, -2.0])
@@ -88,7 +94,7 @@ def test_classical_detector_without_plain_form_writes_nothing(tmp_path):
 
 # model, extra overrides, files that must exist, files that must not, keras model file
 ZOO = [
-    ("cnn_classifier", ["dataset.labelled_anomalies=10", "trainer.epochs=3", "model.class_weight=balanced"],
+    ("cnn_classifier", ["trainer.epochs=3", "model.class_weight=balanced"],
      ["history.csv", "training_curve.png", "model.keras"], ["reconstructions.png"], True),
     ("vae", ["trainer.epochs=2"], ["history.csv", "latent.png", "reconstructions.png", "model.keras"], [], True),
     # The 2-D ReLU code needs a few hundred steps to leave the "mean image" plateau.
