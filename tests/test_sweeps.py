@@ -137,7 +137,6 @@ def test_rerun_without_resume_never_overwrites_a_result(failed_sweep, tmp_path):
     assert result_file.stat().st_mtime_ns == stamp
 
 
-@pytest.mark.slow
 @needs_mnist
 def test_joblib_launcher_runs_jobs_in_two_workers(tmp_path):
     result = sweep(*SWEEP_TINY, "hydra/launcher=joblib_local", "dataset.normal_classes=[0],[1]",
