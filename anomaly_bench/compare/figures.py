@@ -111,12 +111,12 @@ def metric_bars(labels: list[str], means: list[float], stds: list[float], metric
     y = np.arange(len(labels))
     errors = np.nan_to_num(np.asarray(stds, dtype=float))
     ax.barh(y, means, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
-    for i, value in enumerate(means):
+    for i, (value, error) in enumerate(zip(means, errors)):
         if np.isfinite(value):
-            ax.text(value, i, f" {value:.4f}", va="center", fontsize="small")
+            ax.text(value + error, i, f"  {value:.4f}", va="center", fontsize="small")
     ax.set_yticks(y, [plain(label) for label in labels], fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel=metric, xlim=(0, 1.1) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
+    ax.set(xlabel=metric, xlim=(0, 1.15) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
