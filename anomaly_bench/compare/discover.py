@@ -32,14 +32,9 @@ class Discovery:
     foreign: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def is_run_folder(folder: str | Path, names: set[str] | None = None) -> bool:
-    """``names``: the folder's entries when the caller has already listed them (saves a stat)."""
-    folder = str(folder)
-    if names is not None and METRICS_FILE in names:
-        return True
-    if names is None and os.path.isfile(os.path.join(folder, METRICS_FILE)):
-        return True
-    return (names is None or ".hydra" in names) and os.path.isfile(os.path.join(folder, HYDRA_CONFIG))
+def is_run_folder(folder: str, names: set[str]) -> bool:
+    """``names``: the folder's entries as os.walk lists them (saves a stat per folder)."""
+    return METRICS_FILE in names or (".hydra" in names and os.path.isfile(os.path.join(folder, HYDRA_CONFIG)))
 
 
 def _expand(pattern: str) -> list[str]:

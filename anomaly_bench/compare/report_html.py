@@ -69,7 +69,7 @@ def _differing(runs: pd.DataFrame) -> list[str]:
     return columns[columns.index("run") + 1:columns.index("status")]
 
 
-def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes | None, str]:
+def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
     if result.percent:
         table = result.table
         classes = [c for c in table.columns if c.isdigit()]
