@@ -312,6 +312,23 @@ def test_html_report_embeds_table_bars_roc_and_thumbnails(sweep, tmp_path, capsy
     assert "<h2>ROC curves</h2>" in text and "0.8500 ± 0.0707" in text
 
 
+def test_html_limits_curves_bars_and_thumbnails(sweep, tmp_path, capsys):
+    for folder in sweep.iterdir():
+        if folder.is_dir():
+            from PIL import Image
+
+            Image.new("RGB", (60, 40), (0, 0, 200)).save(folder / "score_histogram.png")
+    target = tmp_path / "report.html"
+    run_cli([sweep, "--format", "html", "--out", target, "--max-curves", "2", "--max-thumbnails", "1"], capsys)
+    text = target.read_text()
+    assert "auroc per run (the best 2 of 3 runs)" in text
+    assert "the best 2 of 3 runs by auroc, recomputed from scores.csv" in text
+    assert "showing the first 1 of 3 runs in table order (--max-thumbnails)" in text
+    assert text.count('src="data:image/png;base64,') == 2 + 1
+    run_cli([sweep, "--group-by", "model.name", "--format", "html", "--out", target, "--max-curves", "2"], capsys)
+    assert "3 runs, recomputed from each run&#x27;s scores.csv; one curve per group" in target.read_text()
+
+
 def test_html_escapes_folder_names_and_config_values(tmp_path, capsys):
     evil = "<script>alert(1)</script>"
     write_run(tmp_path / evil.replace("/", "_"), config_with(model__name=evil), histogram=True)
