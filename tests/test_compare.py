@@ -455,6 +455,8 @@ def test_per_class_switches(protocol, tmp_path, capsys):
     assert "auroc_mean" in plain.columns and list(plain["n"]) == [20, 20]
     forced = csv_table([protocol, "--per-class", "--metrics", "f1"], capsys)
     assert list(forced.columns[:2]) == ["model.name", "0"] and forced["0"].iloc[0] == pytest.approx(65.0)
+    code, _, err = run_cli([protocol, "--per-class", "--group-by", "dataset.normal_classes"], capsys)
+    assert code == 2 and "drop it from --group-by" in err
     by_class = csv_table([protocol, "--group-by", "dataset.normal_classes"], capsys)
     assert "auroc_mean" in by_class.columns and len(by_class) == 10
     other = tmp_path.parent / f"{tmp_path.name}-other"

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "such as timings.fit work)")
     parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
                         help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
-                             "first metric in %%. Default: on when --group-by is given and does not include "
+                             "first numeric metric (in %% for metrics in [0, 1]). Default: on when --group-by is given and does not include "
                              f"{CLASS_KEY}, and every completed run has one normal class in 0-9 with all other "
                              "classes anomalous, the class varying between runs")
     parser.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
@@ -123,6 +123,8 @@ def _per_class(args: argparse.Namespace, records) -> bool:
         return False
     protocol = one_class_classes(records) is not None
     if args.per_class:
+        if CLASS_KEY in args.group_by:
+            raise ConfigError(f"--per-class puts {CLASS_KEY} in the columns; drop it from --group-by")
         if not protocol:
             raise ConfigError(f"--per-class needs completed one-class-protocol runs ({CLASS_KEY} one class "
                               "in 0-9, every other class anomalous) with at least two different classes")
