@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "such as timings.fit work)")
     parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
                         help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
-                             "first numeric metric (in %% for metrics in [0, 1]). Default: on when --group-by is given and does not include "
+                             "first numeric metric (in %% for metrics in [0, 1]). Default: on when --group-by "
+                             "is given and does not include "
                              f"{CLASS_KEY}, and every completed run has one normal class in 0-9 with all other "
                              "classes anomalous, the class varying between runs")
     parser.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")

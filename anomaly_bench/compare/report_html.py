@@ -47,7 +47,8 @@ def _img(png: bytes, alt: str) -> str:
 
 def html_table(table: pd.DataFrame, percent: bool = False) -> str:
     shown = display(table, percent)
-    numeric = {c for c in table.columns if table[c].dtype.kind in "fi"} | {c[:-5] for c in table.columns if c.endswith("_mean")}
+    numeric = {c for c in table.columns if table[c].dtype.kind in "fi"}
+    numeric |= {c[:-5] for c in table.columns if c.endswith("_mean")}
     head = "".join(f"<th>{_e(c)}</th>" for c in shown.columns)
     rows = []
     for row in shown.itertuples(index=False):
@@ -118,7 +119,8 @@ def _thumbnails(done: pd.DataFrame, records: list[RunRecord], options: ReportOpt
             missing += 1
             continue
         caption = f"{_e(labels[i])}<br><span class=\"note\">{_e(done.at[i, 'run'])}</span>"
-        cards.append(f"<figure>{_img(png, f'score histogram of {labels[i]}')}<figcaption>{caption}</figcaption></figure>")
+        image = _img(png, f"score histogram of {labels[i]}")
+        cards.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
     notes = []
     if missing:
         notes.append(f"{missing} runs have no readable {figures.HISTOGRAM_FILE}")
@@ -131,7 +133,8 @@ def _thumbnails(done: pd.DataFrame, records: list[RunRecord], options: ReportOpt
 def render(result: Comparison, records: list[RunRecord], options: ReportOptions) -> str:
     """The whole report as one string; ``result.runs`` is indexed like ``records``."""
     done = result.runs[result.runs["status"] == "completed"]
-    done = done[done[BAR_METRIC].notna()] if BAR_METRIC in done and done[BAR_METRIC].dtype.kind == "f" else done.iloc[0:0]
+    numeric = BAR_METRIC in done and done[BAR_METRIC].dtype.kind == "f"
+    done = done[done[BAR_METRIC].notna()] if numeric else done.iloc[0:0]
     parts = [f"<h1>anomaly-bench comparison</h1><p>{_e(result.title)}</p>",
              "<h2>Table</h2>", html_table(result.table, result.percent)]
     if not done.empty:

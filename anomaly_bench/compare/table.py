@@ -206,7 +206,9 @@ def _protocol_class(config: dict) -> int | None:
         return None
     cls = int(value[0])
     anomalies = config.get(ANOMALY_KEY, REST)
-    rest = anomalies == REST or (isinstance(anomalies, list) and sorted(anomalies) == [c for c in PROTOCOL_CLASSES if c != cls])
+    others = [c for c in PROTOCOL_CLASSES if c != cls]
+    rest = anomalies == REST or (isinstance(anomalies, list) and all(type(a) is int for a in anomalies)
+                                 and sorted(anomalies) == others)
     return cls if rest else None
 
 
