@@ -450,6 +450,14 @@ def test_group_by_model_on_one_class_runs_gives_the_per_class_table(protocol, ca
                                    "70.0 | 65.5 | 20 |")
 
 
+def test_per_class_row_missing_a_class_has_no_mean(protocol, capsys):
+    for seed in (0, 1):
+        (protocol / f"deep_ae_4_{seed}" / "metrics.json").write_text('{"status": "failed", "error": "x"}')
+    table = csv_table([protocol, "--group-by", "model.name"], capsys).set_index("model.name")
+    assert math.isnan(table.loc["deep_ae", "4"]) and math.isnan(table.loc["deep_ae", "mean"])
+    assert table.loc["deep_ae", "n"] == 18 and table.loc["conv_ae", "mean"] == pytest.approx(65.5)
+
+
 def test_per_class_switches(protocol, tmp_path, capsys):
     plain = csv_table([protocol, "--group-by", "model.name", "--no-per-class"], capsys)
     assert "auroc_mean" in plain.columns and list(plain["n"]) == [20, 20]

@@ -230,7 +230,8 @@ def per_class_table(runs: pd.DataFrame, records: list[RunRecord], keys: list[str
     """Rows = groups (methods), columns = normal class, mean over classes, n runs; % for [0,1] metrics.
 
     A cell averages the runs of that method and class (e.g. seeds); ``mean`` averages the
-    cells, as the published tables do, so a class with more seeds does not weigh more.
+    cells, as the published tables do, so a class with more seeds does not weigh more. A row
+    missing a class (a failed job) gets no mean: it would not be comparable with the others.
     """
     if runs[metric].dtype == object:
         raise ConfigError(f"--per-class needs a numeric metric; {metric!r} is text")
@@ -240,7 +241,7 @@ def per_class_table(runs: pd.DataFrame, records: list[RunRecord], keys: list[str
     cells = done.pivot_table(index=keys, columns="_cls", values=metric, aggfunc="mean") * scale
     cells.columns = [str(c) for c in cells.columns]
     table = cells.reset_index()
-    table["mean"] = cells.mean(axis=1).to_numpy()
+    table["mean"] = cells.mean(axis=1, skipna=False).to_numpy()
     table["n"] = done.groupby(keys).size().reindex(cells.index).to_numpy()
     return table
 
