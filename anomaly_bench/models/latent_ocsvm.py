@@ -8,6 +8,7 @@ autoencoder; its encoder gives the codes) and the SVM as arrays (``estimator.npz
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from anomaly_bench.models.base import Detector, FitResult
 from anomaly_bench.models.estimators import anomaly_scores, check_estimator, save_estimator, why_not_saved
 
 ESTIMATOR_STEM = "estimator"
+log = logging.getLogger("anomaly_bench")
 
 
 class LatentOCSVMDetector(Detector):
@@ -47,6 +49,10 @@ class LatentOCSVMDetector(Detector):
         info = {**fit.info, "code_dim": self.code_dim, "n_estimator_train": int(len(codes)),
                 # A ReLU code can die (all zeros in a dimension): the SVM then sees a line, not a plane.
                 "code_dims_constant": int(np.sum(codes.std(axis=0) == 0))}
+        if info["code_dims_constant"]:
+            log.warning("%d of %d code dimensions are constant on the training images (dead ReLU units); "
+                        "the estimator sees a degenerate code - try another trainer.seed or a linear code layer",
+                        info["code_dims_constant"], self.code_dim)
         if hasattr(self.estimator, "support_vectors_"):
             info["n_support"] = int(len(self.estimator.support_vectors_))
         return FitResult(history=fit.history, info=info)
