@@ -144,7 +144,7 @@ def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, 
     return title
 
 
-def compare(args: argparse.Namespace) -> tuple[str, Comparison]:
+def compare(args: argparse.Namespace) -> str:
     """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
     filters = parse_filters(args.filter)
     found = discover(args.paths)
@@ -190,14 +190,14 @@ def compare(args: argparse.Namespace) -> tuple[str, Comparison]:
     if args.format == "html":
         from anomaly_bench.compare.report_html import ReportOptions, render
 
-        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails)), result
-    return {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](result), result
+        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails))
+    return {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](result)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        text, _ = compare(args)
+        text = compare(args)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
