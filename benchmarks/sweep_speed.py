@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,17 +29,23 @@ HERE = Path(__file__).resolve().parent
 LAUNCHERS = {"basic (sequential, 1 process)": [], "joblib_local (2 workers)": ["hydra/launcher=joblib_local"]}
 
 
-def run_sweep(extra: list[str], sweep_dir: Path, epochs: int, env: dict) -> tuple[float, pd.DataFrame]:
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_sweep(extra: list[str], sweep_dir: Path, epochs: int, env: dict) -> tuple[float, float, pd.DataFrame]:
+    """Wall seconds, CPU seconds of the whole process tree, and the sweep's summary.csv."""
     command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol", "model=conv_ae",
                "dataset=fashion_mnist", f"trainer.epochs={epochs}", f"hydra.sweep.dir={sweep_dir}", *extra]
-    start = time.perf_counter()
+    cpu_before, start = children_cpu_seconds(), time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_before
     if result.returncode != 0:
         sys.exit(f"sweep failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
     summary = pd.read_csv(sweep_dir / "summary.csv").sort_values("job")
     summary["normal_class"] = summary["overrides"].str.extract(r"dataset\.normal_classes=\[(\d)\]", expand=False)
-    return elapsed, summary
+    return elapsed, cpu, summary
 
 
 def job_facts(sweep_dir: Path, folder: str) -> str:
@@ -60,13 +67,17 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     walls: dict[str, float] = {}
+    cpus: dict[str, float] = {}
+    loads: dict[str, str] = {}
     aurocs: dict[str, pd.Series] = {}
     job_time: dict[str, float] = {}
     facts = ""
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, extra) in enumerate(LAUNCHERS.items()):
             print(f"running the one-class protocol with {name} ...", flush=True)
-            walls[name], summary = run_sweep(extra, Path(tmp) / f"sweep{index}", args.epochs, env)
+            load_before = os.getloadavg()[0]
+            walls[name], cpus[name], summary = run_sweep(extra, Path(tmp) / f"sweep{index}", args.epochs, env)
+            loads[name] = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
             aurocs[name] = summary.set_index("normal_class")["auroc"]
             job_time[name] = summary["duration_s"].sum()
             facts = facts or job_facts(Path(tmp) / f"sweep{index}", summary["folder"].iloc[0])
@@ -80,13 +91,16 @@ def main() -> None:
         f"`anomaly-bench -m experiment=one_class_protocol model=conv_ae dataset=fashion_mnist trainer.epochs={args.epochs}` "
         f"(10 jobs; full Fashion-MNIST: {facts}), "
         "whole-process wall time. The machine is shared with other work, so absolute seconds are noisy; "
-        "the two sweeps ran back to back.",
+        "the two sweeps ran back to back. CPU time is that of the sweep's process tree: wall time well "
+        "above CPU time / cores means other processes held the cores (see the 1-minute load average, "
+        "before / after each sweep).",
         "",
-        "| launcher | wall time (s) | sum of job durations (s) | mean AUROC |",
-        "|---|---|---|---|",
+        "| launcher | wall time (s) | CPU time (s) | sum of job durations (s) | load average | mean AUROC |",
+        "|---|---|---|---|---|---|",
     ]
     for name in LAUNCHERS:
-        lines.append(f"| {name} | {walls[name]:.1f} | {job_time[name]:.1f} | {aurocs[name].mean():.4f} |")
+        lines.append(f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {job_time[name]:.1f} | {loads[name]} "
+                     f"| {aurocs[name].mean():.4f} |")
     lines += [
         "",
         f"**Ratio basic / joblib: {walls[basic] / walls[parallel]:.2f}** (wall-time speed-up of two workers).",
