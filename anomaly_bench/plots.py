@@ -93,8 +93,17 @@ def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) 
     _save(fig, path)
 
 
-def latent(codes: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+def latent(codes: np.ndarray, labels: np.ndarray, path: Path, title: str,
+           score_grid: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None) -> None:
+    """2-D codes coloured by truth; ``score_grid`` = (xx, yy, scores, threshold) adds the decision
+    boundary (score = threshold) over shaded anomaly scores, for detectors that score codes."""
     fig, ax = plt.subplots(figsize=(5, 5))
+    if score_grid is not None:
+        xx, yy, zz, level = score_grid
+        shade = ax.contourf(xx, yy, zz, levels=20, cmap="Greys", alpha=0.35)
+        fig.colorbar(shade, ax=ax, label="anomaly score", shrink=0.8)
+        ax.contour(xx, yy, zz, levels=[level], colors="red", linewidths=1.2)
+        ax.plot([], [], color="red", label=f"decision boundary (score {level:.3g})")
     for value, name in ((0, "normal"), (1, "anomaly")):
         ax.scatter(codes[labels == value, 0], codes[labels == value, 1], s=4, alpha=0.5, label=name)
     ax.set(xlabel="code 1", ylabel="code 2", title=title)
