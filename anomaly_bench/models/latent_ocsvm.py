@@ -66,9 +66,19 @@ class LatentOCSVMDetector(Detector):
     def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
         if self.code_dim != 2:
             return []
-        plots.latent(self.autoencoder.encode(splits.test.x), splits.test.labels, folder / "latent.png",
-                     f"{self.name}: autoencoder codes of the test images")
+        codes = self.autoencoder.encode(splits.test.x)
+        plots.latent(codes, splits.test.labels, folder / "latent.png",
+                     f"{self.name}: test codes and the estimator's boundary", self._score_grid(codes))
         return ["latent.png"]
+
+    def _score_grid(self, codes: np.ndarray, steps: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Anomaly scores over the codes' bounding box; the level is the estimator's own boundary (score 0)."""
+        low, high = codes.min(axis=0), codes.max(axis=0)
+        pad = 0.05 * np.maximum(high - low, 1e-6)
+        xx, yy = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], steps),
+                             np.linspace(low[1] - pad[1], high[1] + pad[1], steps))
+        zz = anomaly_scores(self.estimator, np.column_stack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
+        return xx, yy, zz, 0.0
 
     def save(self, folder: Path) -> list[str]:
         return self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
