@@ -135,6 +135,10 @@ def test_rerun_without_resume_never_overwrites_a_result(failed_sweep, tmp_path):
     assert result.returncode == 1
     assert "already holds a completed run; pass resume=true" in result.stdout
     assert result_file.stat().st_mtime_ns == stamp
+    resumed = sweep(*overrides, f"hydra.sweep.dir={copy}", "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-2000:]  # no failed job: success
+    assert "sweep: 1 jobs, 1 completed (1 resumed), 0 failed" in resumed.stdout
+    assert result_file.stat().st_mtime_ns == stamp
 
 
 @needs_mnist

@@ -29,8 +29,14 @@ class SweepOutcome:
     n_failed: int
 
 
-#: Set when a sweep ends in this process; the command line turns failures into its exit code.
-last_outcome: SweepOutcome | None = None
+_last_outcome: SweepOutcome | None = None
+
+
+def pop_outcome() -> SweepOutcome | None:
+    """The sweep that ended in this process since the last call; the CLI turns failures into its exit code."""
+    global _last_outcome
+    outcome, _last_outcome = _last_outcome, None
+    return outcome
 
 
 def count_jobs(config: DictConfig) -> int | None:
@@ -77,10 +83,10 @@ class SweepCallback(Callback):
             keras.utils.clear_session(free_memory=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global last_outcome
+        global _last_outcome
         from anomaly_bench.sweep.summary import describe, read_records, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
         path, table = write_summary(sweep_dir, read_records(sweep_dir))
         print(describe(table, path), flush=True)
-        last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))
+        _last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))

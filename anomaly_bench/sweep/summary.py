@@ -62,7 +62,7 @@ def write_summary(sweep_dir: Path, records: list[dict]) -> tuple[Path, pd.DataFr
 def describe(table: pd.DataFrame, path: Path) -> str:
     """The text printed at the end of a sweep: counts, failures with their reason, the table."""
     failed = table[table["status"] == "failed"]
-    n_resumed = int(table["resumed"].fillna(False).astype(bool).sum())
+    n_resumed = int(table["resumed"].sum())
     lines = [f"sweep: {len(table)} jobs, {len(table) - len(failed)} completed ({n_resumed} resumed), {len(failed)} failed"]
     for row in failed.itertuples():
         lines.append(f"  FAILED job {row.job} ({row.folder}): {row.error}")
