@@ -139,9 +139,10 @@ def main() -> None:
             raise
         _bad_input(exc)
     hydra_main()
-    from anomaly_bench.sweep import callback
+    from anomaly_bench.sweep.callback import pop_outcome
 
-    if callback.last_outcome is not None and callback.last_outcome.n_failed:
+    outcome = pop_outcome()
+    if outcome is not None and outcome.n_failed:
         raise SystemExit(EXIT_JOB_FAILED)
 
 
