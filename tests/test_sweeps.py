@@ -1,5 +1,7 @@
 """Sweeps as a user runs them (subprocess, tiny data) plus the sweep helpers' rules."""
+import copy
 import json
+import math
 import os
 import re
 import shutil
@@ -10,14 +12,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import open_dict
 
 from anomaly_bench.config import validate
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.sweep.callback import count_jobs
-from anomaly_bench.sweep.job import ResultExistsError, reusable_result
+from anomaly_bench.sweep.job import ResultExistsError, reusable_result, run_sweep_job
 from anomaly_bench.sweep.naming import MAX_NAME_BYTES, safe_dirname
 from anomaly_bench.sweep.resume import config_differences, config_snapshot
-from anomaly_bench.sweep.summary import summary_table
+from anomaly_bench.sweep.summary import read_records, summary_table
 from anomaly_bench.threads import threads_for_job
 from conftest import CONF_DIR, compose_config, needs_mnist
 
@@ -228,6 +233,39 @@ def test_resume_reuses_only_a_completed_result_with_the_same_config(tmp_path):
         reusable_result(changed, folder, resume=True)
     # Hydra had overwritten .hydra/config.yaml with the new job's config; the result's own is put back.
     assert "epochs: 1" in (folder / ".hydra" / "config.yaml").read_text()
+
+
+@pytest.fixture
+def in_sweep_job(tmp_path):
+    """Hydra's view of job 3 of a sweep in tmp_path, as run_job sets it up."""
+    cfg = hydra_compose(["model=undercomplete_ae"])
+    with open_dict(cfg):
+        cfg.hydra.job.num = 3
+        cfg.hydra.sweep.dir = str(tmp_path)
+        cfg.hydra.runtime.output_dir = str(tmp_path / "3_job")
+        cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig.instance().set_config(cfg)
+    task = copy.deepcopy(cfg)
+    with open_dict(task):
+        del task["hydra"]
+    yield task, tmp_path / "3_job"
+    HydraConfig.instance().cfg = None
+
+
+@pytest.mark.parametrize("error", [MemoryError("out of memory"), RuntimeError("loss is NaN")])
+def test_a_job_that_dies_is_recorded_and_returns_nan(in_sweep_job, monkeypatch, error):
+    task, folder = in_sweep_job
+    folder.mkdir()
+
+    def dies(cfg, output_dir):
+        raise error
+
+    monkeypatch.setattr("anomaly_bench.run.run", dies)
+    assert math.isnan(run_sweep_job(task, folder))
+    assert metrics_of(folder)["status"] == "failed"
+    assert f"{type(error).__name__}: {error}" in (folder / "error.txt").read_text()
+    (record,) = read_records(folder.parent)
+    assert record["job"] == 3 and record["status"] == "failed" and record["folder"] == "3_job"
 
 
 def test_config_differences_name_the_keys():
