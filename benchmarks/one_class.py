@@ -125,8 +125,9 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
 
 def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     """Per label: AUROC % per class (mean over seeds) and their mean, std over seeds, seconds/class."""
-    if not len(runs):
-        return pd.DataFrame(columns=["label", *map(str, CLASSES), "mean", "n"])
+    columns = [*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "failed"]
+    if not (runs.status == "completed").any():
+        return pd.DataFrame(columns=["method", *columns])
     table = per_class_table(runs, records, ["label"], "auroc").set_index("label")
     done = runs[runs.status == "completed"].assign(cls=[int(r.config[CLASS_KEY][0]) for r in records if r.ok])
     per_seed = done.groupby(["label", "seed"]).agg(mean=("auroc", "mean"), classes=("cls", "nunique"))
@@ -135,7 +136,7 @@ def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     table["seeds"] = done.groupby("label").seed.nunique()
     table["s_per_class"] = done.groupby("label").seconds.mean()
     table["failed"] = runs[runs.status != "completed"].groupby("label").size()
-    table = table.reindex(columns=[*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "failed"])
+    table = table.reindex(columns=columns)
     table.loc[table[list(map(str, CLASSES))].isna().any(axis=1), "mean"] = np.nan  # a partial row has no mean
     return table.fillna({"failed": 0}).reset_index(names="method")
 

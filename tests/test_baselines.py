@@ -181,7 +181,7 @@ def test_knn_pixels_tiny_run(tmp_path):
     metrics = run(compose_config(["model=knn"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["knn_reference.npz", "reconstructions.png"], 0.98)
     with np.load(tmp_path / "knn_reference.npz", allow_pickle=False) as saved:
-        assert len(saved["train_index"]) == metrics["n_train"] and int(saved["k"]) == 5
+        assert len(saved["train_index"]) == metrics["n_train"] and int(saved["k"]) == 2
 
 
 @needs_mnist
