@@ -95,12 +95,13 @@ def main() -> None:
         "above CPU time / cores means other processes held the cores (see the 1-minute load average, "
         "before / after each sweep).",
         "",
-        "| launcher | wall time (s) | CPU time (s) | sum of job durations (s) | load average | mean AUROC |",
-        "|---|---|---|---|---|---|",
+        "| launcher | wall time (s) | CPU time (s) | cores busy (CPU / wall) | sum of job durations (s) "
+        "| load average | mean AUROC |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in LAUNCHERS:
-        lines.append(f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {job_time[name]:.1f} | {loads[name]} "
-                     f"| {aurocs[name].mean():.4f} |")
+        lines.append(f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {cpus[name] / walls[name]:.2f} of {cores} "
+                     f"| {job_time[name]:.1f} | {loads[name]} | {aurocs[name].mean():.4f} |")
     lines += [
         "",
         f"**Ratio basic / joblib: {walls[basic] / walls[parallel]:.2f}** (wall-time speed-up of two workers).",
