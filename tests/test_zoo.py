@@ -15,6 +15,7 @@ from anomaly_bench.data import load_raw
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.deep_svdd import adjust_center
 from anomaly_bench.models.estimators import SavedOneClassSVM, save_estimator
+from anomaly_bench.models.vae import ConvVAE
 from anomaly_bench.run import run
 from conftest import compose_config, needs_mnist
 
@@ -72,6 +73,23 @@ def test_classifier_option_brings_the_articles_labelled_anomalies():
     assert compose_config(["model=vae"]).dataset.labelled_anomalies == 0
 
 
+@pytest.mark.parametrize("score", ["elbo", "mse"])
+def test_vae_scores_are_the_per_image_objective_or_reconstruction_error(score):
+    detector = build("vae", f"model.score={score}", "model.latent_dim=3")
+    detector.model = ConvVAE((28, 28, 1), detector.filters, latent_dim=3, seed=0)
+    x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
+    mean, log_var = (np.asarray(a, dtype=np.float64) for a in detector.model.encoder.predict(x, verbose=0))
+    r = np.clip(np.asarray(detector.model.decoder.predict(mean.astype("float32"), verbose=0), dtype=np.float64),
+                1e-7, 1 - 1e-7)
+    flat_x, flat_r = x.reshape(4, -1), r.reshape(4, -1)
+    if score == "mse":
+        expected = ((flat_x - flat_r) ** 2).mean(axis=1)
+    else:
+        bce = -(flat_x * np.log(flat_r) + (1 - flat_x) * np.log(1 - flat_r)).sum(axis=1)
+        expected = bce - 0.5 * (1 + log_var - mean ** 2 - np.exp(log_var)).sum(axis=1)
+    np.testing.assert_allclose(detector.score(x), expected, rtol=1e-4)
+
+
 def test_center_coordinates_near_zero_move_to_eps():
     np.testing.assert_allclose(adjust_center(np.array([0.05, -0.05, 0.0, 0.5, -2.0]), 0.1),
                                [0.1, -0.1, 0.1, 0.5, -2.0])
@@ -87,8 +105,10 @@ def test_saved_one_class_svm_reproduces_decision_function(tmp_path, kernel):
                                svm.decision_function(queries), rtol=1e-6, atol=1e-8)
 
 
-def test_classical_detector_without_plain_form_writes_nothing(tmp_path):
+def test_estimator_without_plain_form_is_not_written_and_metrics_say_why(tmp_path):
     detector = build("isolation_forest")
+    detector.estimator.fit(np.random.default_rng(0).uniform(size=(50, 4)))
+    assert save_estimator(detector.estimator, tmp_path, "estimator") == [] and not list(tmp_path.iterdir())
     assert "IsolationForest" in detector.describe()["skipped_artifacts"]["estimator.npz"]
 
 

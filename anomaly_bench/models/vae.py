@@ -129,7 +129,6 @@ class VAEDetector(Detector):
             raise ConfigError(f"model.beta={self.beta} must be >= 0")
         if self.score_kind not in SCORES:
             raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
-        self.image_shape = tuple(image_shape)
 
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,
