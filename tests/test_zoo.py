@@ -8,16 +8,18 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hydra.utils import instantiate
 from sklearn.svm import OneClassSVM
 
+from anomaly_bench.config import validate
 from anomaly_bench.data import load_raw
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.deep_svdd import adjust_center
 from anomaly_bench.models.estimators import SavedOneClassSVM, save_estimator
 from anomaly_bench.models.vae import ConvVAE
 from anomaly_bench.run import run
-from conftest import compose_config, needs_mnist
+from conftest import CONF_DIR, compose_config, needs_mnist
 
 EASY_PAIR = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=500",
              "dataset.max_test=300", "trainer.batch_size=64"]
@@ -88,6 +90,32 @@ def test_vae_scores_are_the_per_image_objective_or_reconstruction_error(score):
         bce = -(flat_x * np.log(flat_r) + (1 - flat_x) * np.log(1 - flat_r)).sum(axis=1)
         expected = bce - 0.5 * (1 + log_var - mean ** 2 - np.exp(log_var)).sum(axis=1)
     np.testing.assert_allclose(detector.score(x), expected, rtol=1e-4)
+
+
+def swept_models(preset: str) -> list[str]:
+    params = yaml.safe_load((CONF_DIR / "experiment" / f"{preset}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    return params["model"].split(",")
+
+
+@pytest.mark.parametrize("preset, models", [
+    ("article001_cnn_vs_cae", ["cnn_classifier", "article001_cae"]),
+    ("article002_ae_ocsvm_vs_ocsvm", ["ae_ocsvm", "ocsvm"]),
+])
+def test_article_presets_sweep_models_that_each_compose_with_the_preset(preset, models):
+    assert swept_models(preset) == models
+    for model in models:
+        cfg = compose_config([f"experiment={preset}", f"model={model}"])
+        settings = validate(cfg)
+        instantiate(cfg.model, _convert_="all").check((28, 28, 1))
+        if preset.startswith("article001"):
+            assert (settings.dataset.normal_classes, settings.dataset.labelled_anomalies) == ([1], 10)
+            assert (settings.trainer.epochs, settings.trainer.batch_size, cfg.threshold.name) == (20, 32, "train_mean")
+        else:
+            assert (settings.dataset.name, settings.dataset.normal_classes, settings.dataset.anomaly_classes) == (
+                "fashion_mnist", [5], [7])
+            assert (settings.trainer.epochs, cfg.threshold.name, cfg.threshold.value) == (50, "fixed", 0.0)
+    if preset.startswith("article001"):
+        assert compose_config([f"experiment={preset}", "model=article001_cae"]).model.score == "sse"
 
 
 def test_center_coordinates_near_zero_move_to_eps():
