@@ -186,16 +186,19 @@ class AnoGANDetector(Detector):
         table.insert(0, "epoch", np.arange(1, len(table) + 1))
         info = {}
         if self.scoring == "encoder":
-            self.encoder_history = self._fit_encoder(x, trainer)
+            self.encoder_history = self.fit_encoder(x, trainer.batch_size)
             info["encoder_final_loss"] = float(self.encoder_history["encoder_loss"].iloc[-1])
         return FitResult(history=table, info=info)
 
-    def _fit_encoder(self, x: np.ndarray, trainer: TrainerConfig) -> pd.DataFrame:
-        """f-AnoGAN's second stage: learn z = E(x) with the GAN frozen."""
+    def fit_encoder(self, x: np.ndarray, batch_size: int) -> pd.DataFrame:
+        """f-AnoGAN's second stage: learn z = E(x) with the GAN frozen (builds the encoder if missing)."""
+        if self.gan.encoder is None:
+            self.gan.encoder = build_encoder(self.latent_dim, self.discriminator_filters, self.kernel_size,
+                                             self.leaky_slope, x.shape[1:])
         log.info("encoder: training for %d epochs with the GAN frozen", self.encoder_epochs)
         training = EncoderTraining(self.gan.encoder, self.gan.generator, self.features, self.lambda_)
         training.compile(optimizer=keras.optimizers.Adam(self.encoder_learning_rate))
-        history = training.fit(x, epochs=self.encoder_epochs, batch_size=trainer.batch_size, shuffle=True,
+        history = training.fit(x, epochs=self.encoder_epochs, batch_size=batch_size, shuffle=True,
                                verbose=0, callbacks=[EpochLogger(self.encoder_epochs, "encoder epoch")])
         table = pd.DataFrame(history.history)
         table.insert(0, "epoch", np.arange(1, len(table) + 1))
