@@ -125,7 +125,7 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
 
 def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     """Per label: AUROC % per class (mean over seeds) and their mean, std over seeds, seconds/class."""
-    columns = [*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "failed"]
+    columns = [*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "not_completed"]
     if not (runs.status == "completed").any():
         return pd.DataFrame(columns=["method", *columns])
     table = per_class_table(runs, records, ["label"], "auroc").set_index("label")
@@ -135,10 +135,10 @@ def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     table["std_seeds"] = complete.groupby("label").std(ddof=1)
     table["seeds"] = done.groupby("label").seed.nunique()
     table["s_per_class"] = done.groupby("label").seconds.mean()
-    table["failed"] = runs[runs.status != "completed"].groupby("label").size()
+    table["not_completed"] = runs[runs.status != "completed"].groupby("label").size()
     table = table.reindex(columns=columns)
     table.loc[table[list(map(str, CLASSES))].isna().any(axis=1), "mean"] = np.nan  # a partial row has no mean
-    return table.fillna({"failed": 0}).reset_index(names="method")
+    return table.fillna({"not_completed": 0}).reset_index(names="method")
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -150,8 +150,8 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ours.sort_values("mean", ascending=False).to_dict("records"):
         cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES),
-                 f"**{fmt(row['mean'])}**", fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0),
-                 "this benchmark" + (f" ({int(row['failed'])} failed runs)" if row["failed"] else "")]
+                 f"**{fmt(row['mean'])}**" if fmt(row['mean']) else "", fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0),
+                 "this benchmark" + (f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else "")]
         lines.append("| " + " | ".join(cells) + " |")
     for row in published.to_dict("records"):
         cells = [row["method"], *(fmt(row[str(c)]) for c in CLASSES), fmt(row["mean"]), "", "", "", row["source"]]
