@@ -149,9 +149,10 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
     head = ["method", *map(str, CLASSES), "mean", "± std (seeds)", "seeds", "s / class", "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ours.sort_values("mean", ascending=False).to_dict("records"):
-        cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES),
-                 f"**{fmt(row['mean'])}**" if fmt(row['mean']) else "", fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0),
-                 "this benchmark" + (f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else "")]
+        mean = fmt(row["mean"])
+        note = f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else ""
+        cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES), f"**{mean}**" if mean else "",
+                 fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0), "this benchmark" + note]
         lines.append("| " + " | ".join(cells) + " |")
     for row in published.to_dict("records"):
         cells = [row["method"], *(fmt(row[str(c)]) for c in CLASSES), fmt(row["mean"]), "", "", "", row["source"]]
