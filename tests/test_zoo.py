@@ -42,6 +42,7 @@ def build(model: str, *overrides: str):
     ("vae", "model.filters=[8,8,8]", "must divide by 8"),
     ("vae", "model.beta=-1.0", "model.beta=-1.0"),
     ("ae_ocsvm", "model.autoencoder.encoder.3.units=0", "model.encoder[3]"),
+    ("ae_ocsvm", "model.standardize_codes=sometimes", "model.standardize_codes='sometimes'"),
     ("deep_svdd", "model.rep_dim=0", "model.rep_dim=0"),
     ("deep_svdd", "model.eps=0.0", "model.eps=0.0"),
     ("deep_svdd", "model.pretrain_epochs=-1", "model.pretrain_epochs=-1"),
@@ -60,9 +61,14 @@ def test_architectures_follow_the_articles():
     assert [type(l).__name__ for l in classifier.layers[1:]] == [
         "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Activation", "Dropout", "Flatten", "Dense", "Dense"]
     assert classifier.output.shape[1:] == (2,)
-    ae = build("ae_ocsvm").autoencoder
+    article = build("article002_ae_ocsvm")
+    ae = article.autoencoder
     assert [l.units for l in ae.model.layers if isinstance(l, keras.layers.Dense)] == [128, 64, 32, 2, 32, 64, 128, 784]
-    assert ae.encoder.output.shape[1:] == (2,)
+    assert ae.encoder.output.shape[1:] == (2,) and ae.model.get_layer("code").activation.__name__ == "relu"
+    assert not article.standardize_codes and (article.estimator.nu, article.estimator.gamma) == (0.5, "scale")
+    default = build("ae_ocsvm")  # the article's network with a linear, wider code, standardised for the SVM
+    assert default.standardize_codes and default.code_dim == 32
+    assert default.autoencoder.model.get_layer("code").activation.__name__ == "linear"
     svdd = build("deep_svdd").model
     layers = svdd.encoder.layers
     assert all(not l.use_bias for l in layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense)))
@@ -99,7 +105,7 @@ def swept_models(preset: str) -> list[str]:
 
 @pytest.mark.parametrize("preset, models", [
     ("article001_cnn_vs_cae", ["cnn_classifier", "article001_cae"]),
-    ("article002_ae_ocsvm_vs_ocsvm", ["ae_ocsvm", "ocsvm"]),
+    ("article002_ae_ocsvm_vs_ocsvm", ["article002_ae_ocsvm", "ae_ocsvm", "ocsvm"]),
 ])
 def test_article_presets_sweep_models_that_each_compose_with_the_preset(preset, models):
     assert swept_models(preset) == models
@@ -145,9 +151,10 @@ ZOO = [
     ("cnn_classifier", ["trainer.epochs=3", "model.class_weight=balanced"],
      ["history.csv", "training_curve.png", "model.keras"], ["reconstructions.png"], True),
     ("vae", ["trainer.epochs=2"], ["history.csv", "latent.png", "reconstructions.png", "model.keras"], [], True),
-    # The 2-D ReLU code needs a few hundred steps to leave the "mean image" plateau.
+    # A few hundred steps take the autoencoder past the "mean image" plateau.
     ("ae_ocsvm", ["trainer.epochs=20", "trainer.batch_size=16"],
-     ["history.csv", "latent.png", "reconstructions.png", "model.keras", "estimator.npz", "estimator.json"], [], True),
+     ["history.csv", "reconstructions.png", "model.keras", "estimator.npz", "estimator.json", "code_scaler.npz"],
+     ["latent.png"], True),
     ("ocsvm", [], ["estimator.npz", "estimator.json"], ["history.csv", "reconstructions.png", "model.keras"], False),
     ("isolation_forest", ["model.pca_components=20"], ["pca.npz", "reconstructions.png"],
      ["history.csv", "estimator.npz", "model.keras"], False),
@@ -192,11 +199,12 @@ def test_tiny_run_writes_the_contract_and_beats_chance(tmp_path, model, override
         assert np.abs(center).min() >= 0.1 - 1e-6
         z = reloaded.predict(images, verbose=0)
         np.testing.assert_allclose(((z - center) ** 2).sum(axis=1), expected, rtol=1e-3, atol=1e-5)
-    if model == "ae_ocsvm":  # encoder = the reloaded autoencoder up to its 2-unit code layer
-        code = next(l for l in reloaded.layers if isinstance(l, keras.layers.Dense) and l.units == 2)
-        codes = keras.Model(reloaded.inputs, code.output).predict(images, verbose=0)
+    if model == "ae_ocsvm":  # encoder = the reloaded autoencoder up to its code layer, then the saved scaling
+        codes = keras.Model(reloaded.inputs, reloaded.get_layer("code").output).predict(images, verbose=0)
+        with np.load(tmp_path / "code_scaler.npz", allow_pickle=False) as scaler:
+            features = (codes - scaler["mean"]) / scaler["scale"]
         saved = SavedOneClassSVM.load(tmp_path, "estimator")
-        np.testing.assert_allclose(-saved.decision_function(codes), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(-saved.decision_function(features), expected, rtol=1e-5, atol=1e-5)
     if model == "ocsvm":
         saved = SavedOneClassSVM.load(tmp_path, "estimator")
         np.testing.assert_allclose(-saved.decision_function(images.reshape(50, -1)), expected, rtol=1e-6, atol=1e-8)

@@ -1,10 +1,15 @@
-"""Article 002: a One-Class SVM on the 2-D codes of a deep autoencoder.
+"""Article 002: a One-Class SVM on the codes of a deep autoencoder.
 
 The autoencoder (``model.autoencoder``, a :class:`ReconstructionDetector`) is trained first;
 its encoder maps every image to a low-dimensional code, and a scikit-learn outlier detector
 (``model.estimator``, the article's ``OneClassSVM()``) is fitted on the codes of the normal
-training images. Score = -decision_function of the code. Files: ``model.keras`` (the whole
-autoencoder; its encoder gives the codes) and the SVM as arrays (``estimator.npz/.json``).
+training images. Score = -decision_function of the code.
+
+With ``standardize_codes`` each code dimension is centred and scaled by the normal training
+codes first: the raw codes of a trained autoencoder span arbitrary, unequal ranges, and an
+RBF kernel measures every dimension with one width. Files: ``model.keras`` (the whole
+autoencoder; its encoder gives the codes), the SVM as arrays (``estimator.npz/.json``) and,
+when standardising, ``code_scaler.npz`` (features = (code - mean) / scale).
 """
 from __future__ import annotations
 
@@ -22,20 +27,26 @@ from anomaly_bench.models.base import Detector, FitResult
 from anomaly_bench.models.estimators import anomaly_scores, check_estimator, save_estimator, why_not_saved
 
 ESTIMATOR_STEM = "estimator"
+SCALER_FILE = "code_scaler.npz"
 log = logging.getLogger("anomaly_bench")
 
 
 class LatentOCSVMDetector(Detector):
     """Autoencoder codes -> scikit-learn outlier detector (One-Class SVM by default)."""
 
-    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator) -> None:
+    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator, standardize_codes: bool = True) -> None:
         super().__init__(name)
         self.autoencoder, self.estimator = autoencoder, estimator
+        self.standardize_codes = standardize_codes
+        self.code_mean: np.ndarray | None = None
+        self.code_scale: np.ndarray | None = None
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         if not isinstance(self.autoencoder, ReconstructionDetector):
             raise ConfigError("model.autoencoder must be the config of a ReconstructionDetector (see conf/model/ae_ocsvm.yaml)")
         check_estimator(self.estimator, "model.estimator")
+        if not isinstance(self.standardize_codes, bool):
+            raise ConfigError(f"model.standardize_codes={self.standardize_codes!r} must be true or false")
         self.autoencoder.check(image_shape)
 
     @property
@@ -45,10 +56,14 @@ class LatentOCSVMDetector(Detector):
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         fit = self.autoencoder.fit(splits, trainer)
         codes = self.autoencoder.encode(splits.train.normal.x)
-        self.estimator.fit(codes)
+        spread = codes.std(axis=0)
+        if self.standardize_codes:
+            # A constant dimension keeps scale 1 (as scikit-learn's StandardScaler does).
+            self.code_mean, self.code_scale = codes.mean(axis=0), np.where(spread > 0, spread, 1.0)
+        self.estimator.fit(self._features(codes))
         info = {**fit.info, "code_dim": self.code_dim, "n_estimator_train": int(len(codes)),
                 # A ReLU code can die (all zeros in a dimension): the SVM then sees a line, not a plane.
-                "code_dims_constant": int(np.sum(codes.std(axis=0) == 0))}
+                "code_dims_constant": int(np.sum(spread == 0))}
         if info["code_dims_constant"]:
             log.warning("%d of %d code dimensions are constant on the training images (dead ReLU units); "
                         "the estimator sees a degenerate code - try another trainer.seed or a linear code layer",
@@ -57,8 +72,14 @@ class LatentOCSVMDetector(Detector):
             info["n_support"] = int(len(self.estimator.support_vectors_))
         return FitResult(history=fit.history, info=info)
 
+    def _features(self, codes: np.ndarray) -> np.ndarray:
+        """What the estimator sees: the codes, standardised by the normal training codes if asked."""
+        if not self.standardize_codes:
+            return codes
+        return (codes - self.code_mean) / self.code_scale
+
     def score(self, images: np.ndarray) -> np.ndarray:
-        return anomaly_scores(self.estimator, self.autoencoder.encode(images))
+        return anomaly_scores(self.estimator, self._features(self.autoencoder.encode(images)))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         return self.autoencoder.reconstruct(images)
@@ -77,11 +98,16 @@ class LatentOCSVMDetector(Detector):
         pad = 0.05 * np.maximum(high - low, 1e-6)
         xx, yy = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], steps),
                              np.linspace(low[1] - pad[1], high[1] + pad[1], steps))
-        zz = anomaly_scores(self.estimator, np.column_stack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
+        grid = self._features(np.column_stack([xx.ravel(), yy.ravel()]))
+        zz = anomaly_scores(self.estimator, grid).reshape(xx.shape)
         return xx, yy, zz, 0.0
 
     def save(self, folder: Path) -> list[str]:
-        return self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
+        files = self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
+        if self.standardize_codes:
+            np.savez(folder / SCALER_FILE, mean=self.code_mean, scale=self.code_scale)
+            files.append(SCALER_FILE)
+        return files
 
     def describe(self) -> dict:
         skipped = {}
@@ -91,4 +117,5 @@ class LatentOCSVMDetector(Detector):
         if reason is not None:
             skipped[f"{ESTIMATOR_STEM}.npz"] = reason
         return {**super().describe(), "autoencoder": self.autoencoder.describe(),
-                "estimator": type(self.estimator).__name__, "skipped_artifacts": skipped}
+                "estimator": type(self.estimator).__name__, "standardize_codes": self.standardize_codes,
+                "skipped_artifacts": skipped}
