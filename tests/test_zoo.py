@@ -67,7 +67,7 @@ def test_architectures_follow_the_articles():
     assert ae.encoder.output.shape[1:] == (2,) and ae.model.get_layer("code").activation.__name__ == "relu"
     assert not article.standardize_codes and (article.estimator.nu, article.estimator.gamma) == (0.5, "scale")
     default = build("ae_ocsvm")  # the article's network with a linear, wider code, standardised for the SVM
-    assert default.standardize_codes and default.code_dim == 32
+    assert default.standardize_codes and default.code_dim == 32 and default.estimator.gamma == 1.0
     assert default.autoencoder.model.get_layer("code").activation.__name__ == "linear"
     svdd = build("deep_svdd").model
     layers = svdd.encoder.layers

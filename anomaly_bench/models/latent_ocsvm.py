@@ -34,7 +34,8 @@ log = logging.getLogger("anomaly_bench")
 class LatentOCSVMDetector(Detector):
     """Autoencoder codes -> scikit-learn outlier detector (One-Class SVM by default)."""
 
-    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator, standardize_codes: bool = True) -> None:
+    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator,
+                 standardize_codes: bool = True) -> None:
         super().__init__(name)
         self.autoencoder, self.estimator = autoencoder, estimator
         self.standardize_codes = standardize_codes
