@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -36,12 +37,13 @@ from omegaconf import OmegaConf  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from anomaly_bench.compare.formats import markdown_table  # noqa: E402
-from anomaly_bench.models.anogan import AnoGANDetector  # noqa: E402
+from anomaly_bench.models.anogan import PREDICT_BATCH, AnoGANDetector  # noqa: E402
 from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
 from anomaly_bench.run import prepare, run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET = ["experiment=article004_anogan"]
+ENCODER_REPEATS = 5
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -79,6 +81,7 @@ def timed(fn, *a) -> tuple[float, object]:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     folder, cfg = trained_run(args)
     _, _, _, _, splits = prepare(cfg)
     settings = OmegaConf.to_container(cfg.model, resolve=True)
@@ -119,22 +122,24 @@ def main(argv: list[str]) -> None:
         t_batched += dt
         print(f"{min(start + args.block, len(x))}/{len(x)} images: per-image {t_single:.1f} s, batched {t_batched:.1f} s",
               flush=True)
-    t_encoder, (scores_encoder, _) = timed(detector.encoder_score, x)
+    # The encoder takes about a second for all images: the median of repeats steadies it against other load.
+    repeats = [timed(detector.encoder_score, x) for _ in range(ENCODER_REPEATS)]
+    t_encoder, (scores_encoder, _) = float(np.median([t for t, _ in repeats])), repeats[0][1]
     load_after = os.getloadavg()
 
     rows = []
-    for method, batch, n_steps, seconds, scores in (
+    for method, per_call, n_steps, seconds, scores in (
         ("(a) latent search, one image at a time", 1, steps, t_single, scores_single),
         ("(b) batched latent search", batch, steps, t_batched, scores_batched),
-        ("(c) encoder, one pass", 512, "-", t_encoder, scores_encoder),
+        ("(c) encoder, one pass", PREDICT_BATCH, "-", t_encoder, scores_encoder),
     ):
         rows.append({
-            "method": method, "images per call": batch, "steps": n_steps, "total s": round(seconds, 2),
+            "method": method, "images per call": per_call, "steps": n_steps, "total s": round(seconds, 2),
             "ms / image": round(1000 * seconds / len(x), 3), "speed-up vs (a)": round(t_single / seconds, 1),
             "AUROC": round(roc_auc_score(labels, scores), 4),
         })
     table = pd.DataFrame(rows)
-    gap = float(np.max(np.abs(scores_single - scores_batched) / np.abs(scores_single)))
+    gap = np.abs(scores_single - scores_batched) / np.abs(scores_single)
     import tensorflow as tf
 
     text = "\n".join([
@@ -149,7 +154,9 @@ def main(argv: list[str]) -> None:
         "",
         markdown_table(table.astype(str)),
         "",
-        f"(a) and (b) start from the same z: largest relative score difference {gap:.2e} (float rounding).",
+        f"(a) and (b) run the same math from the same z; convolutions round differently at batch 1 and batch {batch}, "
+        f"and Adam's normalised steps let the {steps}-step searches drift apart: relative score difference "
+        f"median {np.median(gap):.1e}, {int((gap > 1e-3).sum())} of {len(gap)} images above 1e-3, largest {gap.max():.2f}.",
         f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}; load average {load_before[0]:.1f} before and {load_after[0]:.1f} after "
         "(other jobs shared the cores, so absolute times are inflated; (a) and (b) were timed in alternating blocks).",

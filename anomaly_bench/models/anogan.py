@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from anomaly_bench.config import TrainerConfig  # noqa: E402
 from anomaly_bench.data.split import Splits  # noqa: E402
@@ -125,6 +126,7 @@ class AnoGANDetector(Detector):
         self.progress: GANProgress | None = None
         self.encoder_history = pd.DataFrame()
         self._search: BatchedLatentSearch | None = None
+        self._encoder_pass = None
 
     # ----------------------------------------------------------------- settings
     def check(self, image_shape: tuple[int, ...]) -> None:
@@ -217,14 +219,22 @@ class AnoGANDetector(Detector):
         return self._search
 
     def encoder_score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The AnoGAN loss at z = E(x), in one forward pass per batch; also returns G(E(x))."""
-        features = self.features
+        """The AnoGAN loss at z = E(x), in one compiled forward pass per batch; also returns G(E(x))."""
+        if self._encoder_pass is None:
+            features = self.features
+
+            def encoder_pass(images):
+                x = to_tanh_range(images)
+                g = self.gan.generator(self.gan.encoder(x, training=False), training=False)
+                return (anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
+                        to_unit_range(g))
+
+            self._encoder_pass = tf.function(encoder_pass, reduce_retracing=True)
         losses, generated = [], []
         for start in range(0, len(images), PREDICT_BATCH):
-            x = to_tanh_range(keras.ops.convert_to_tensor(images[start:start + PREDICT_BATCH]))
-            g = self.gan.generator(self.gan.encoder(x, training=False), training=False)
-            losses.append(np.asarray(anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_)))
-            generated.append(np.asarray(to_unit_range(g)))
+            loss, g = self._encoder_pass(keras.ops.convert_to_tensor(images[start:start + PREDICT_BATCH], "float32"))
+            losses.append(np.asarray(loss))
+            generated.append(np.asarray(g))
         return np.concatenate(losses), np.concatenate(generated)
 
     def _score_and_nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
