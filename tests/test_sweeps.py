@@ -1,4 +1,4 @@
-"""Sweeps as a user runs them (subprocess, tiny data) plus the sweep helpers' rules."""
+"""Sweeps as a user runs them (subprocess, tiny data) plus the rules of the sweep modules."""
 import copy
 import json
 import math
