@@ -88,8 +88,11 @@ def prepare(cfg: DictConfig):
 
 
 def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
+    """Up to n test images of one kind, spread evenly over the split (same picks every run)."""
     candidates = np.flatnonzero(split_labels == value)
-    return candidates[np.linspace(0, len(candidates) - 1, num=min(n, len(candidates))).astype(int)] if len(candidates) else candidates
+    if len(candidates) == 0:
+        return candidates
+    return candidates[np.linspace(0, len(candidates) - 1, num=min(n, len(candidates))).astype(int)]
 
 
 def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
