@@ -6,7 +6,6 @@ AE), so they share this class. The anomaly score is the per-image reconstruction
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -16,8 +15,8 @@ from keras import layers, ops
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 
 PREDICT_BATCH = 1024
@@ -80,7 +79,7 @@ def make_layer(spec: dict, where: str) -> layers.Layer:
         raise ConfigError(f"{where}: {class_name}({spec}) is invalid: {exc}") from None
 
 
-class ReconstructionDetector(Detector):
+class ReconstructionDetector(KerasDetector):
     """Autoencoder whose anomaly score is the reconstruction error of each image."""
 
     def __init__(
@@ -158,13 +157,8 @@ class ReconstructionDetector(Detector):
     def score(self, images: np.ndarray) -> np.ndarray:
         return reconstruction_error(images, self.reconstruct(images), self.score_kind)
 
-    def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
-        return ["model.keras"]
-
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "n_params": int(self.model.count_params()) if self.model is not None else None,
             "code_shape": list(self.encoder.output.shape[1:]) if self.encoder is not None else None,
         }

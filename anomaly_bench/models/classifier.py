@@ -9,7 +9,6 @@ weights (``model.class_weight: balanced``) make each class count equally in the 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,15 +19,15 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH, make_layer
-from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 
 CLASS_WEIGHTS = ("balanced", "none")
 N_CLASSES = 2  # output unit 0 = normal, 1 = anomaly
 log = logging.getLogger("anomaly_bench")
 
 
-class CNNClassifierDetector(Detector):
+class CNNClassifierDetector(KerasDetector):
     """Softmax classifier trained on normal + labelled anomalous images; score = P(anomaly)."""
 
     supervision = "supervised"
@@ -94,14 +93,9 @@ class CNNClassifierDetector(Detector):
     def score(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)[:, 1].astype(np.float64)
 
-    def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
-        return ["model.keras"]
-
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "n_params": int(self.model.count_params()) if self.model is not None else None,
             "validation_split": self.validation_split, "class_weight": self.class_weight,
             "skipped_artifacts": {"reconstructions.png": "a classifier has no reconstruction of its input"},
         }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -23,8 +22,8 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 
 log = logging.getLogger("anomaly_bench")
 
@@ -101,7 +100,7 @@ def pretraining_autoencoder(svdd: DeepSVDD) -> keras.Model:
     return keras.Model(inputs, decoder(svdd.encoder(inputs)), name="pretraining_autoencoder")
 
 
-class DeepSVDDDetector(Detector):
+class DeepSVDDDetector(KerasDetector):
     """Score = squared distance of an image's representation to the fixed centre c."""
 
     def __init__(self, name: str, filters: list[int], kernel_size: int = 5, rep_dim: int = 32,
@@ -170,11 +169,6 @@ class DeepSVDDDetector(Detector):
         center = ops.convert_to_numpy(self.model.center).astype(np.float64)
         return np.sum((self.representation(images).astype(np.float64) - center) ** 2, axis=1)
 
-    def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
-        return ["model.keras"]
-
     def describe(self) -> dict:
         return {**super().describe(), "rep_dim": self.rep_dim, "pretrain_epochs": self.pretrain_epochs,
-                "n_params": int(self.model.count_params()) if self.model is not None else None,
                 "skipped_artifacts": {"reconstructions.png": "Deep SVDD maps images to points, it does not reconstruct"}}

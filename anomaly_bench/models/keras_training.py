@@ -1,8 +1,9 @@
-"""Shared Keras training plumbing: optimizer from config, early stopping, one log line per epoch."""
+"""Shared Keras plumbing: optimizer from config, early stopping, one log line per epoch, saving."""
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.base import Detector
 
 log = logging.getLogger("anomaly_bench")
 
@@ -75,3 +77,17 @@ def fit_model(
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     return table
+
+
+class KerasDetector(Detector):
+    """A detector whose trained state is one Keras model: saved as model.keras, counted in metrics."""
+
+    model: keras.Model | None = None
+
+    def save(self, folder: Path) -> list[str]:
+        self.model.save(folder / "model.keras")
+        return ["model.keras"]
+
+    def describe(self) -> dict:
+        built = self.model is not None and self.model.built
+        return {**super().describe(), "n_params": int(self.model.count_params()) if built else None}

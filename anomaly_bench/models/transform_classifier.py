@@ -29,8 +29,8 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH, make_layer
-from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 
 # Translation directions in units of ``shift`` (dy, dx): none first, then the 8 neighbours.
 SHIFTS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)]
@@ -117,7 +117,7 @@ class RandomTransformBatches(keras.utils.PyDataset):
         return apply_transforms(self.images[rows], targets, self.shift), targets
 
 
-class TransformClassifier(Detector):
+class TransformClassifier(KerasDetector):
     """Anomaly score = mean negative log-probability the CNN gives each true transformation."""
 
     def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict],
@@ -183,12 +183,11 @@ class TransformClassifier(Detector):
         return total / self.n_transforms
 
     def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
+        written = super().save(folder)
         if self.alphas is None:
-            return ["model.keras"]
+            return written
         np.savez(folder / DIRICHLET_FILE, alphas=self.alphas)
-        return ["model.keras", DIRICHLET_FILE]
+        return [*written, DIRICHLET_FILE]
 
     def describe(self) -> dict:
-        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind,
-                "n_params": int(self.model.count_params()) if self.model is not None else None}
+        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind}

@@ -21,8 +21,8 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.keras_training import fit_model, make_optimizer
+from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 from anomaly_bench.scoring import reconstruction_error
 
 SCORES = ("mse", "elbo")
@@ -104,7 +104,7 @@ class ConvVAE(keras.Model):
                 "beta": self.beta, "seed": self.seed}
 
 
-class VAEDetector(Detector):
+class VAEDetector(KerasDetector):
     """Score = reconstruction error of the decoded posterior mean (mse) or the per-image training objective (elbo)."""
 
     def __init__(self, name: str, filters: list[int], kernel_size: int = 3, dense_units: int = 16,
@@ -161,13 +161,8 @@ class VAEDetector(Detector):
                      f"{self.name}: posterior means of the test images")
         return ["latent.png"]
 
-    def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
-        return ["model.keras"]
-
     def describe(self) -> dict:
-        info = {**super().describe(), "latent_dim": self.latent_dim, "beta": self.beta, "score": self.score_kind,
-                "n_params": int(self.model.count_params()) if self.model is not None and self.model.built else None}
+        info = {**super().describe(), "latent_dim": self.latent_dim, "beta": self.beta, "score": self.score_kind}
         if self.latent_dim != 2:
             info["skipped_artifacts"] = {"latent.png": f"the latent is {self.latent_dim}-D, not 2-D"}
         return info
