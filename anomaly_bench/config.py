@@ -7,11 +7,11 @@ with one line naming the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import importlib
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 

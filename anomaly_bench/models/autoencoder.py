@@ -16,7 +16,7 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import FitResult
-from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 
 PREDICT_BATCH = 1024
@@ -66,19 +66,6 @@ class CodeL1Penalty(layers.Layer):
         return {**super().get_config(), "strength": self.strength}
 
 
-def make_layer(spec: dict, where: str) -> layers.Layer:
-    """A Keras layer from ``{class_name: Dense, units: 32, ...}``; errors name the config path."""
-    spec = dict(spec)
-    class_name = spec.pop("class_name", None)
-    cls = getattr(layers, str(class_name), None)
-    if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
-        raise ConfigError(f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)")
-    try:
-        return cls(**spec)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {class_name}({spec}) is invalid: {exc}") from None
-
-
 class ReconstructionDetector(KerasDetector):
     """Autoencoder whose anomaly score is the reconstruction error of each image."""
 
@@ -124,13 +111,11 @@ class ReconstructionDetector(KerasDetector):
             x = ClippedGaussianNoise(self.noise_factor, name="input_noise")(x)
         if self.input_layout == "flat":
             x = layers.Flatten(name="flatten")(x)
-        for i, spec in enumerate(self.encoder_spec):
-            x = make_layer(spec, f"model.encoder[{i}]")(x)
+        x = stack_layers(x, self.encoder_spec, "model.encoder")
         code = x
         if self.code_l1 > 0:
             x = CodeL1Penalty(self.code_l1, name="code_l1")(x)
-        for i, spec in enumerate(self.decoder_spec):
-            x = make_layer(spec, f"model.decoder[{i}]")(x)
+        x = stack_layers(x, self.decoder_spec, "model.decoder")
         if self.input_layout == "flat":
             x = layers.Reshape(image_shape, name="unflatten")(x)
         if tuple(x.shape[1:]) != tuple(image_shape):

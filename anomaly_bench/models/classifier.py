@@ -18,9 +18,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.autoencoder import PREDICT_BATCH, make_layer
+from anomaly_bench.models.autoencoder import PREDICT_BATCH
 from anomaly_bench.models.base import FitResult
-from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 
 CLASS_WEIGHTS = ("balanced", "none")
 N_CLASSES = 2  # output unit 0 = normal, 1 = anomaly
@@ -51,9 +51,7 @@ class CNNClassifierDetector(KerasDetector):
 
     def build(self, image_shape: tuple[int, ...]) -> None:
         inputs = keras.Input(shape=image_shape, name="image")
-        x = inputs
-        for i, spec in enumerate(self.layer_specs):
-            x = make_layer(spec, f"model.layers[{i}]")(x)
+        x = stack_layers(inputs, self.layer_specs, "model.layers")
         if tuple(x.shape[1:]) != (N_CLASSES,):
             raise ConfigError(f"model.layers ends in shape {tuple(x.shape[1:])}; the classifier needs ({N_CLASSES},) "
                               "softmax outputs (normal, anomaly)")

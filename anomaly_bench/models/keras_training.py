@@ -1,4 +1,4 @@
-"""Shared Keras plumbing: optimizer from config, early stopping, one log line per epoch, saving."""
+"""Shared Keras plumbing: layers from config, optimizer, early stopping, one log line per epoch, saving."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import keras
+from keras import layers
 import numpy as np
 import pandas as pd
 
@@ -14,6 +15,26 @@ from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector
 
 log = logging.getLogger("anomaly_bench")
+
+
+def make_layer(spec: dict, where: str) -> layers.Layer:
+    """A Keras layer from ``{class_name: Dense, units: 32, ...}``; errors name the config path."""
+    spec = dict(spec)
+    class_name = spec.pop("class_name", None)
+    cls = getattr(layers, str(class_name), None)
+    if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
+        raise ConfigError(f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)")
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {class_name}({spec}) is invalid: {exc}") from None
+
+
+def stack_layers(x, specs: list[dict], where: str):
+    """Apply the layers a config lists (e.g. model.encoder) to x, in order."""
+    for i, spec in enumerate(specs):
+        x = make_layer(spec, f"{where}[{i}]")(x)
+    return x
 
 
 class EpochLogger(keras.callbacks.Callback):

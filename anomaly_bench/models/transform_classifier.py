@@ -28,9 +28,9 @@ from scipy.special import digamma, polygamma
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.autoencoder import PREDICT_BATCH, make_layer
+from anomaly_bench.models.autoencoder import PREDICT_BATCH
 from anomaly_bench.models.base import FitResult
-from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
+from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 
 # Translation directions in units of ``shift`` (dy, dx): none first, then the 8 neighbours.
 SHIFTS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)]
@@ -146,9 +146,7 @@ class TransformClassifier(KerasDetector):
 
     def build(self, image_shape: tuple[int, ...]) -> None:
         inputs = keras.Input(shape=image_shape, name="transformed_image")
-        x = inputs
-        for i, spec in enumerate(self.network_spec):
-            x = make_layer(spec, f"model.network[{i}]")(x)
+        x = stack_layers(inputs, self.network_spec, "model.network")
         if len(x.shape) != 2:
             x = layers.Flatten(name="flatten")(x)
         outputs = layers.Dense(self.n_transforms, activation="softmax", name="transformation")(x)
