@@ -7,10 +7,10 @@ that do not change a result are left out: ``resume`` itself and Hydra's own sett
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from anomaly_bench.compare.load import flatten
 from anomaly_bench.run_folder import read_metrics
 
 NOT_RESULT_KEYS = ("resume", "hydra")
@@ -22,20 +22,11 @@ def config_snapshot(cfg: DictConfig) -> dict:
     return {k: v for k, v in container.items() if k not in NOT_RESULT_KEYS}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
 def config_differences(recorded: dict | None, current: dict) -> list[str]:
     """``key: old -> new`` for every differing key (a missing record differs everywhere)."""
     if recorded is None:
         return ["no config recorded in metrics.json"]
-    old, new = _flatten(recorded), _flatten(current)
+    old, new = flatten(recorded), flatten(current)
     missing = object()
     return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
             for key in sorted(old.keys() | new.keys()) if old.get(key, missing) != new.get(key, missing)]
