@@ -77,6 +77,9 @@ def prepare(cfg: DictConfig):
     if detector.needs_labelled_anomalies and settings.dataset.labelled_anomalies == 0:
         raise ConfigError(f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
                           "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)")
+    if detector.needs_validation and settings.dataset.val_fraction == 0:
+        raise ConfigError(f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
+                          "set dataset.val_fraction > 0 (default 0.1)")
     detector.check(IMAGE_SHAPE)
     ds = settings.dataset
     raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout)

@@ -33,6 +33,8 @@ class Detector(ABC):
     run_dir: Path | None = None
     #: True if training needs labelled anomalies (dataset.labelled_anomalies > 0); checked before data loading.
     needs_labelled_anomalies: bool = False
+    #: True if fit() needs held-out normal images (dataset.val_fraction > 0); checked before data loading.
+    needs_validation: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name
