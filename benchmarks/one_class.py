@@ -11,7 +11,13 @@ adding a model or a seed only runs what is missing; ``--table-only`` just rebuil
 held out from the official *training* set (normal class vs the other nine): the place to
 choose hyperparameters, so the test AUROC in the real table never steers a setting.
 
+``--models all`` is the whole zoo: every model in ``conf/model/`` with its defaults, except the
+supervised ``cnn_classifier`` (it trains on labelled anomalies, which the one-class protocol
+does not have), and AnoGAN on a budget (10 epochs, its latent search on a stratified 1,000 of
+the test images per class; the full test set costs about 10 minutes of search per class).
+
 Examples:
+    python benchmarks/one_class.py --models all                  # both datasets, every model
     python benchmarks/one_class.py --dataset mnist --models pca knn
     python benchmarks/one_class.py --dataset fashion_mnist --models knn --seeds 0 1 2
     python benchmarks/one_class.py --dataset mnist --models knn --label knn_encoder -- model.features=encoder
@@ -38,14 +44,22 @@ REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "benchmarks" / "published.csv"
 CLASSES = list(range(10))
 DATASETS = ("mnist", "fashion_mnist")
+# Left out of "--models all": trains on labelled anomalies, which the one-class protocol has none of.
+SUPERVISED = ("cnn_classifier",)
+# "--models all" runs these models as a labelled variant (the overrides are in the row name).
+BUDGET_VARIANTS = {
+    "anogan": ("anogan-10_epochs-1000_test_images",
+               ["trainer.epochs=10", "trainer.batch_size=64", "dataset.max_test=1000", "threshold=fixed"]),
+}
 VALIDATION_TEST_SIZE = 10_000
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Arguments after -- are passed to anomaly-bench as overrides.")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
-    parser.add_argument("--models", nargs="+", default=["pca", "knn"], help="model config names (conf/model/)")
+    parser.add_argument("--dataset", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=["pca", "knn"],
+                        help="model config names (conf/model/), or 'all' for the whole zoo")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--label", help="row name / folder for a variant (one model only); default: the model "
                                         "name followed by the extra overrides, e.g. knn-k_20")
@@ -57,8 +71,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
-    if args.label and len(args.models) != 1:
+    if args.label and (len(args.models) != 1 or args.models == ["all"]):
         parser.error("--label names the variant of exactly one model")
+    if "all" in args.models and (len(args.models) > 1 or extra):
+        parser.error("--models all runs every model with its defaults; it takes no other models or overrides")
     args.overrides = extra
     return args
 
@@ -87,14 +103,23 @@ def variant_label(model: str, overrides: list[str]) -> str:
     return f"{model}-" + re.sub(r"[^A-Za-z0-9_.,-]+", "_", text)
 
 
-def run_sweep(model: str, label: str, args: argparse.Namespace, root: Path) -> None:
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(model, row label, overrides) for each sweep the command line asks for."""
+    if args.models == ["all"]:
+        names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in SUPERVISED)
+        return [(name, *BUDGET_VARIANTS.get(name, (name, []))) for name in names]
+    return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]
+
+
+def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: argparse.Namespace,
+              root: Path) -> None:
     """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model, into ``root/label``."""
     sweep_dir = root / label
     command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol",
-               f"dataset={args.dataset}", f"model={model}", "trainer.seed=" + ",".join(map(str, args.seeds)),
-               f"hydra.sweep.dir={sweep_dir}", "resume=true", *args.overrides]
+               f"dataset={dataset}", f"model={model}", "trainer.seed=" + ",".join(map(str, args.seeds)),
+               f"hydra.sweep.dir={sweep_dir}", "resume=true", *overrides]
     if args.validation:
-        command += [f"dataset.path={validation_data(args.dataset, root.parent / 'data')}", "dataset.source=explicit"]
+        command += [f"dataset.path={validation_data(dataset, root.parent / 'data')}", "dataset.source=explicit"]
     print("+", " ".join(command), flush=True)
     load_before, started = os.getloadavg()[0], time.perf_counter()
     code = subprocess.call(command, cwd=REPO)
@@ -160,17 +185,17 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_table(args: argparse.Namespace, root: Path) -> Path:
+def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     ours = model_rows(*read_runs(root))
     published = pd.read_csv(PUBLISHED)
-    published = published[published.dataset == args.dataset] if not args.validation else published.iloc[0:0]
+    published = published[published.dataset == dataset] if not args.validation else published.iloc[0:0]
     info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]
     loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
     what = ("held-out training images (model selection; not comparable with published test-set figures)"
             if args.validation else "the official test set")
     suffix = "_validation" if args.validation else ""
     lines = [
-        f"# One-class protocol: {args.dataset}{' (validation)' if args.validation else ''}",
+        f"# One-class protocol: {dataset}{' (validation)' if args.validation else ''}",
         "",
         f"Train on the training images of one class (10 % held out as validation), score {what} with that",
         "class normal and the other nine anomalous; AUROC in %. Per-class cells are means over seeds; "
@@ -180,25 +205,26 @@ def write_table(args: argparse.Namespace, root: Path) -> Path:
            " treat the times as upper bounds." if loads else "."),
         f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
-        f"Reproduce: `python benchmarks/one_class.py --dataset {args.dataset} --models <model...>"
+        f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
         + (" --validation" if args.validation else "") + "`",
         "",
         *markdown_table(ours, published),
         "",
     ]
     args.results.mkdir(parents=True, exist_ok=True)
-    target = args.results / f"one_class_{args.dataset}{suffix}.md"
+    target = args.results / f"one_class_{dataset}{suffix}.md"
     target.write_text("\n".join(lines))
     return target
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    root = (args.runs / ("validation" if args.validation else "test") / args.dataset).resolve()
-    if not args.table_only:
-        for model in args.models:
-            run_sweep(model, args.label or variant_label(model, args.overrides), args, root)
-    print(f"table: {write_table(args, root)}")
+    for dataset in args.dataset:
+        root = (args.runs / ("validation" if args.validation else "test") / dataset).resolve()
+        if not args.table_only:
+            for model, label, overrides in planned_runs(args):
+                run_sweep(model, label, overrides, dataset, args, root)
+        print(f"table: {write_table(dataset, args, root)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""benchmarks/one_class.py: which sweeps "--models all" plans, and the table it builds from run folders."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF_DIR
+from test_compare import config_with, write_run
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "one_class.py"
+
+
+@pytest.fixture(scope="module")
+def one_class():
+    spec = importlib.util.spec_from_file_location("one_class", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_is_every_model_but_the_supervised_one_and_anogan_on_a_budget(one_class):
+    plan = {model: (label, overrides) for model, label, overrides in one_class.planned_runs(
+        one_class.parse_args(["--models", "all"]))}
+    assert set(plan) == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")} - {"cnn_classifier"}
+    assert plan["knn"] == ("knn", []) and plan["ensemble"] == ("ensemble", [])
+    label, overrides = plan["anogan"]
+    assert label == "anogan-10_epochs-1000_test_images" and "dataset.max_test=1000" in overrides
+
+
+def test_a_variant_gets_a_row_name_from_its_overrides(one_class):
+    args = one_class.parse_args(["--dataset", "mnist", "--models", "knn", "--", "model.k=20"])
+    assert args.dataset == ["mnist"] and one_class.planned_runs(args) == [("knn", "knn-k_20", ["model.k=20"])]
+    with pytest.raises(SystemExit):
+        one_class.parse_args(["--models", "all", "--", "model.k=3"])
+
+
+def test_table_has_per_class_means_over_seeds_and_the_published_rows(one_class, tmp_path):
+    runs = tmp_path / "runs" / "test" / "mnist" / "knn"
+    for seed in (0, 1):
+        for cls in range(10):
+            write_run(runs / f"{seed * 10 + cls}_c{cls}_s{seed}",
+                      config_with(dataset__normal_classes=[cls], trainer__seed=seed, model__name="knn"),
+                      auroc=0.90 + 0.01 * cls + 0.02 * seed, total=3.0 + seed, seed=seed)
+    one_class.main(["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"),
+                    "--results", str(tmp_path / "results")])
+    lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
+    (ours,) = [line for line in lines if line.startswith("| **knn**")]
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    # class c: mean of 90+c and 92+c; the 10-class means of the seeds are 94.5 and 96.5 (std 1.41).
+    assert cells[1:11] == [f"{91 + c:.1f}" for c in range(10)]
+    assert cells[11:15] == ["**95.5**", "1.41", "2", "4"]
+    assert any(line.startswith("| GeoTrans |") and "| 98.0 |" in line for line in lines)
