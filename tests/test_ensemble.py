@@ -129,3 +129,14 @@ def test_knn_and_transform_classifier_tiny_run(tmp_path):
     np.testing.assert_allclose(members_z[["z_knn", "z_transform_classifier"]].mean(axis=1), scores.score, rtol=1e-6)
     assert "transform_classifier/loss" in pd.read_csv(tmp_path / "history.csv").columns
     assert keras.saving.load_model(tmp_path / members[1], safe_mode=True).output.shape[-1] == 8
+
+
+def test_members_are_added_and_removed_with_config_group_overrides():
+    from hydra.utils import instantiate
+
+    cfg = compose_config(["model=ensemble", "~model.members.knn", "+model@model.members.pca=pca",
+                          "+model@model.members.ae=deep_ae", "model.members.pca.n_components=8"])
+    ensemble = instantiate(cfg.model, _convert_="all")
+    ensemble.check((28, 28, 1))
+    assert list(ensemble.members) == ["transform_classifier", "pca", "ae"]
+    assert ensemble.members["pca"].n_components == 8 and ensemble.members["ae"].name == "deep_ae"
