@@ -13,8 +13,9 @@ from hydra.utils import instantiate
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.knn import nearest_distances
-from anomaly_bench.models.transform_classifier import (MAX_TRANSFORMS, TRANSFORMS, apply_transform, apply_transforms,
-                                                       dirichlet_mle, inverse_digamma)
+from anomaly_bench.models.transform_classifier import (MAX_TRANSFORMS, TRANSFORMS, RandomTransformBatches,
+                                                       apply_transform, apply_transforms, dirichlet_mle,
+                                                       inverse_digamma)
 from anomaly_bench.run import run
 from conftest import compose_config, needs_mnist
 
@@ -74,6 +75,23 @@ def test_there_are_72_distinct_transformations_untranslated_first():
     assert len(set(outputs)) == 72
 
 
+@pytest.mark.parametrize("views", [1, 3, 8])
+def test_an_epoch_shows_each_image_under_views_distinct_transformations(views):
+    images = np.arange(5, dtype="float32").reshape(5, 1, 1, 1) * np.ones((5, 4, 4, 1), dtype="float32")
+    batches = RandomTransformBatches(images, n_transforms=8, shift=1, batch_size=4, seed=0, views=views)
+    assert len(batches) == -(-5 * views // 4)
+    for _ in range(2):  # the draw is renewed each epoch
+        seen = {}
+        for b in range(len(batches)):
+            x, targets = batches[b]
+            for image, target in zip(x, targets):
+                untransformed = int(np.rint(image.max()))  # every pixel of image i is i before transforming
+                seen.setdefault(untransformed, []).append(int(target))
+        assert sorted(seen) == list(range(5))
+        assert all(len(t) == views and len(set(t)) == views for t in seen.values())
+        batches.on_epoch_end()
+
+
 def test_transformations_by_hand():
     image = np.arange(16, dtype=float).reshape(1, 4, 4, 1)
     identity, rot90, flipped = (TRANSFORMS.index(spec) for spec in
@@ -131,6 +149,8 @@ def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
     (["model=transform_classifier", "model.n_transforms=73"], "model.n_transforms=73 is not allowed; choose 2-72"),
     (["model=transform_classifier", "model.score=entropy"], "model.score='entropy' is not allowed"),
     (["model=transform_classifier", "model.shift=14"], "model.shift=14 must be a whole number of pixels 1-13"),
+    (["model=transform_classifier", "model.views_per_image=9"], "model.views_per_image=9 must be a count 1-8"),
+    (["model=transform_classifier", "model.views_per_image=0"], "model.views_per_image=0 must be a count"),
     (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count 1-784"),
     (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
 ])

@@ -92,38 +92,47 @@ def apply_transforms(images: np.ndarray, indices: np.ndarray, shift: int) -> np.
 
 
 class RandomTransformBatches(keras.utils.PyDataset):
-    """One epoch = every training image once, under a transformation drawn afresh each epoch.
+    """One epoch = every training image ``views`` times, each under a different transformation.
 
-    Keeping the epoch at n images (rather than n x T pairs) makes ``trainer.epochs`` cost
-    the same for every T; over the epochs each image is seen under many transformations.
+    The transformations of an image are drawn afresh each epoch, without repeats, so with
+    ``views = T`` an epoch is the paper's (every image under every transformation) and with
+    ``views = 1`` it costs n images whatever T is; over the epochs each image is seen under
+    many transformations either way.
     """
 
-    def __init__(self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int) -> None:
+    def __init__(self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int,
+                 views: int = 1) -> None:
         super().__init__()
         self.images, self.n_transforms, self.shift, self.batch_size = images, n_transforms, shift, batch_size
+        self.views = views
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.images))
-        self.targets = self.rng.integers(0, self.n_transforms, len(self.images))
+        n = len(self.images)
+        # k distinct transformations per image: the first k columns of a random permutation per row.
+        drawn = np.argsort(self.rng.random((n, self.n_transforms)), axis=1)[:, :self.views]
+        self.rows = np.repeat(np.arange(n), self.views)
+        self.targets = drawn.reshape(-1)
+        self.order = self.rng.permutation(len(self.rows))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        return math.ceil(len(self.order) / self.batch_size)
 
     def __getitem__(self, batch: int):
-        rows = self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
-        targets = self.targets[rows]
-        return apply_transforms(self.images[rows], targets, self.shift), targets
+        pairs = self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        targets = self.targets[pairs]
+        return apply_transforms(self.images[self.rows[pairs]], targets, self.shift), targets
 
 
 class TransformClassifier(KerasDetector):
     """Anomaly score = mean negative log-probability the CNN gives each true transformation."""
 
     def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict],
-                 score: str = "cross_entropy") -> None:
+                 score: str = "cross_entropy", views_per_image: int = 1) -> None:
         super().__init__(name)
         self.n_transforms, self.shift, self.network_spec = n_transforms, shift, list(network)
+        self.views_per_image = views_per_image
         self.score_kind = score
         self.model: keras.Model | None = None
         self.alphas: np.ndarray | None = None  # [T, T] Dirichlet concentrations (score=dirichlet)
@@ -138,6 +147,10 @@ class TransformClassifier(KerasDetector):
         max_shift = min(image_shape[:2]) // 2
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 1 <= self.shift < max_shift:
             raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
+        v = self.views_per_image
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= t:
+            raise ConfigError(f"model.views_per_image={v!r} must be a count 1-{t} (model.n_transforms): "
+                              "the distinct transformations of each image per epoch")
         if self.score_kind not in SCORES:
             raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
         if not self.network_spec:
@@ -157,7 +170,8 @@ class TransformClassifier(KerasDetector):
             self.build(splits.train.x.shape[1:])
         self.model.compile(optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy",
                            metrics=["accuracy"])
-        batches = RandomTransformBatches(splits.train.x, self.n_transforms, self.shift, trainer.batch_size, trainer.seed)
+        batches = RandomTransformBatches(splits.train.x, self.n_transforms, self.shift, trainer.batch_size,
+                                         trainer.seed, self.views_per_image)
         validation = None
         if len(splits.val):
             # Fixed pairs (image i under transformation i mod T) so val_loss is comparable across epochs.
@@ -188,4 +202,5 @@ class TransformClassifier(KerasDetector):
         return [*written, DIRICHLET_FILE]
 
     def describe(self) -> dict:
-        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind}
+        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind,
+                "views_per_image": self.views_per_image}
