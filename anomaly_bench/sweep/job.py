@@ -27,7 +27,8 @@ class ResultExistsError(RuntimeError):
     """The job folder already holds a completed result this job may not reuse or overwrite."""
 
 
-def _one_line(exc: BaseException) -> str:
+def _failure_summary(exc: BaseException) -> str:
+    """'ValueError: first line' for the sweep summary (the full traceback is in error.txt)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -82,7 +83,7 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         value = metrics.get(metric)
     except Exception as exc:
         _record_failure(output_dir, exc, recorded_by_run=_mtime(output_dir / METRICS_FILE) != metrics_mtime)
-        record.update(status="failed", error=_one_line(exc), duration_s=time.perf_counter() - started)
+        record.update(status="failed", error=_failure_summary(exc), duration_s=time.perf_counter() - started)
         where = "" if isinstance(exc, ResultExistsError) else f" (traceback in {output_dir / 'error.txt'})"
         log.error("job %d failed: %s%s", record["job"], record["error"], where)
         value = math.nan
