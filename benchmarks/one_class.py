@@ -206,7 +206,9 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
         f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
-        + (" --validation" if args.validation else "") + "`",
+        + (" --validation" if args.validation else "") + "`"
+        + f" (`all`: every model but the supervised {', '.join(SUPERVISED)}, which trains on labelled anomalies;"
+        " a row name after the model name lists its overrides).",
         "",
         *markdown_table(ours, published),
         "",
