@@ -79,11 +79,11 @@ class ScoreEnsemble(Detector):
     def check(self, image_shape: tuple[int, ...]) -> None:
         if len(self.members) < 2:
             raise ConfigError(f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
-                              "e.g. +model/pca@model.members.pca")
+                              "e.g. +model@model.members.pca=pca")
         for key, member in self.members.items():
             if not isinstance(member, Detector):
                 raise ConfigError(f"model.members.{key} must be a model config with a _target_ detector "
-                                  f"(e.g. /model/knn@model.members.{key}); got {type(member).__name__}")
+                                  f"(e.g. +model@model.members.{key}=knn); got {type(member).__name__}")
             try:
                 member.check(image_shape)
             except ConfigError as exc:  # members word their errors as top-level model.<key>
@@ -94,7 +94,7 @@ class ScoreEnsemble(Detector):
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         normal_val = splits.val.normal.x
         if len(normal_val) < 2:
-            raise ConfigError("model=ensemble standardises its members on validation images; "
+            raise ConfigError(f"model={self.name} standardises its members on validation images; "
                               "set dataset.val_fraction so at least 2 normal images are held out")
         histories, info = {}, {}
         for key, member in self.members.items():
