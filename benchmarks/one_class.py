@@ -166,6 +166,33 @@ def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     return table.fillna({"not_completed": 0}).reset_index(names="method")
 
 
+def member_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
+    """For ensemble runs: each member's own AUROC % on the same runs (from member_scores.csv).
+
+    Shows what the combination adds over its members without training them again.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    found = []
+    for (label, status, seed), record in zip(runs[["label", "status", "seed"]].itertuples(index=False), records):
+        path = record.path / "member_scores.csv"
+        if status != "completed" or not path.exists():
+            continue
+        scores = pd.read_csv(path)
+        for column in (c for c in scores.columns if c.startswith("z_")):
+            found.append({"method": f"{label}: {column[2:]} alone", "cls": str(int(record.config[CLASS_KEY][0])),
+                          "seed": seed, "auroc": 100 * roc_auc_score(scores["label"], scores[column])})
+    if not found:
+        return pd.DataFrame()
+    frame = pd.DataFrame(found)
+    table = frame.pivot_table(index="method", columns="cls", values="auroc", aggfunc="mean")
+    table = table.reindex(columns=list(map(str, CLASSES)))
+    table["mean"] = table.mean(axis=1, skipna=False)
+    table["seeds"] = frame.groupby("method").seed.nunique()
+    table["note"] = " (a member of that ensemble, scored in the same runs)"
+    return table.reset_index()
+
+
 def fmt(value: float, digits: int = 1) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
@@ -176,8 +203,10 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
     for row in ours.sort_values("mean", ascending=False).to_dict("records"):
         mean = fmt(row["mean"])
         note = f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else ""
+        note += row.get("note") if isinstance(row.get("note"), str) else ""
         cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES), f"**{mean}**" if mean else "",
-                 fmt(row["std_seeds"], 2), fmt(row["seeds"], 0), fmt(row["s_per_class"], 0), "this benchmark" + note]
+                 fmt(row.get("std_seeds"), 2), fmt(row["seeds"], 0), fmt(row.get("s_per_class"), 0),
+                 "this benchmark" + note]
         lines.append("| " + " | ".join(cells) + " |")
     for row in published.to_dict("records"):
         cells = [row["method"], *(fmt(row[str(c)]) for c in CLASSES), fmt(row["mean"]), "", "", "", row["source"]]
@@ -186,7 +215,9 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
 
 
 def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
-    ours = model_rows(*read_runs(root))
+    runs, records = read_runs(root)
+    ours = pd.concat([model_rows(runs, records), member_rows(runs, records)], ignore_index=True)
+    ours["not_completed"] = ours["not_completed"].fillna(0)
     published = pd.read_csv(PUBLISHED)
     published = published[published.dataset == dataset] if not args.validation else published.iloc[0:0]
     info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]

@@ -50,3 +50,20 @@ def test_table_has_per_class_means_over_seeds_and_the_published_rows(one_class, 
     assert cells[1:11] == [f"{91 + c:.1f}" for c in range(10)]
     assert cells[11:15] == ["**95.5**", "1.41", "2", "4"]
     assert any(line.startswith("| GeoTrans |") and "| 98.0 |" in line for line in lines)
+
+
+def test_ensemble_members_get_their_own_rows_from_member_scores(one_class, tmp_path):
+    runs = tmp_path / "runs" / "test" / "mnist" / "ensemble"
+    for cls in range(10):
+        folder = write_run(runs / f"{cls}_c{cls}", config_with(dataset__normal_classes=[cls], model__name="ensemble"),
+                           auroc=0.99, seed=0)
+        # member a ranks every anomaly above every normal image, member b three (normal, anomaly) pairs in four
+        (folder / "member_scores.csv").write_text("label,z_a,z_b,ensemble\n0,0,0,0\n0,1,2,1\n1,2,1,2\n1,3,3,3\n")
+    one_class.main(["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"),
+                    "--results", str(tmp_path / "results")])
+    lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| **ensemble")}
+    assert set(rows) == {"**ensemble**", "**ensemble: a alone**", "**ensemble: b alone**"}
+    assert rows["**ensemble: a alone**"][1:12] == ["100.0"] * 10 + ["**100.0**"]
+    assert rows["**ensemble: b alone**"][11] == "**75.0**"
