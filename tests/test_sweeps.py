@@ -19,7 +19,7 @@ from omegaconf import open_dict
 from anomaly_bench.config import validate
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.sweep.callback import count_jobs
-from anomaly_bench.sweep.job import ResultExistsError, reusable_result, run_sweep_job
+from anomaly_bench.sweep.job import ResultExistsError, result_elsewhere, reusable_result, run_sweep_job
 from anomaly_bench.sweep.naming import MAX_NAME_BYTES, safe_dirname
 from anomaly_bench.sweep.resume import config_differences, config_snapshot
 from anomaly_bench.sweep.summary import read_records, summary_table
@@ -287,3 +287,28 @@ def test_threads_setting():
     assert validate(compose_config(["trainer.threads=2"])).trainer.threads == 2
     with pytest.raises(ConfigError, match=r"trainer.threads=0 must be a positive integer or null"):
         validate(compose_config(["trainer.threads=0"]))
+
+
+def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatch):
+    """Adding seeds renumbers the jobs: a finished result must be found under its old name."""
+    task, folder = in_sweep_job
+    old = folder.parent / "0_job_of_the_smaller_grid"
+    old.mkdir()
+    (old / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.77,
+                                                  "config": config_snapshot(task)}))
+    other = folder.parent / "1_other_config"
+    other.mkdir()
+    changed = compose_config(["model=undercomplete_ae", "trainer.epochs=7"])
+    (other / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.1,
+                                                    "config": config_snapshot(changed)}))
+    (folder / ".hydra").mkdir(parents=True)  # what Hydra creates before the job runs
+    assert result_elsewhere(task, folder, folder.parent) == old
+    assert result_elsewhere(changed, folder, folder.parent) == other
+
+    monkeypatch.setattr("anomaly_bench.run.run", lambda cfg, output_dir: pytest.fail("the result was there"))
+    with open_dict(task):
+        task.resume = True
+    assert run_sweep_job(task, folder) == 0.77
+    assert not folder.exists()  # the empty new folder is gone, the old result stays where it was
+    (record,) = read_records(folder.parent)
+    assert record["resumed"] and record["folder"] == old.name and record["status"] == "completed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -58,6 +59,23 @@ def reusable_result(cfg: DictConfig, folder: Path, resume: bool) -> dict | None:
     raise ResultExistsError(f"{folder} already holds a completed run; pass resume=true to skip finished jobs")
 
 
+def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> Path | None:
+    """Another folder of the sweep holding a completed result with exactly this job's config.
+
+    Job folders are named by job number, and the numbers shift when a grid grows (adding
+    seeds renumbers every job), so a finished result may sit under another job's name.
+    """
+    current = config_snapshot(cfg)
+    for metrics_file in sorted(sweep_dir.rglob(METRICS_FILE)):
+        folder = metrics_file.parent
+        if folder == output_dir:
+            continue
+        previous = completed_result(folder)
+        if previous is not None and not config_differences(previous.get("config"), current):
+            return folder
+    return None
+
+
 def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     """Run (or resume) one sweep job and record its outcome; returns the optimised metric or NaN."""
     from hydra.core.hydra_config import HydraConfig
@@ -72,9 +90,16 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     started = time.perf_counter()
     metrics_mtime = _mtime(output_dir / METRICS_FILE)
     try:
-        metrics = reusable_result(cfg, output_dir, bool(cfg.get("resume", False)))
+        resume = bool(cfg.get("resume", False))
+        metrics = reusable_result(cfg, output_dir, resume)
+        source = output_dir
+        if metrics is None and resume and (found := result_elsewhere(cfg, output_dir, sweep_dir)) is not None:
+            source, metrics = found, completed_result(found)
+            if not (output_dir / METRICS_FILE).exists():  # only Hydra's .hydra/ and the log: no result lost
+                shutil.rmtree(output_dir, ignore_errors=True)
+            record["folder"] = os.path.relpath(found, sweep_dir)
         if metrics is not None:
-            log.info("resume: %s already holds a completed result with this config; skipping", output_dir)
+            log.info("resume: %s already holds a completed result with this config; skipping", source)
             record.update(resumed=True, duration_s=(metrics.get("timings") or {}).get("total"))
         else:
             metrics = run(cfg, output_dir)
