@@ -302,8 +302,9 @@ def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatc
     (other / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.1,
                                                     "config": config_snapshot(changed)}))
     (folder / ".hydra").mkdir(parents=True)  # what Hydra creates before the job runs
-    assert result_elsewhere(task, folder, folder.parent) == old
-    assert result_elsewhere(changed, folder, folder.parent) == other
+    assert result_elsewhere(task, folder, folder.parent) == (old, {"status": "completed", "auroc": 0.77,
+                                                                   "config": config_snapshot(task)})
+    assert result_elsewhere(changed, folder, folder.parent)[0] == other
 
     monkeypatch.setattr("anomaly_bench.run.run", lambda cfg, output_dir: pytest.fail("the result was there"))
     with open_dict(task):

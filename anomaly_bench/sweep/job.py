@@ -59,8 +59,8 @@ def reusable_result(cfg: DictConfig, folder: Path, resume: bool) -> dict | None:
     raise ResultExistsError(f"{folder} already holds a completed run; pass resume=true to skip finished jobs")
 
 
-def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> Path | None:
-    """Another folder of the sweep holding a completed result with exactly this job's config.
+def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> tuple[Path, dict] | None:
+    """Another folder of the sweep holding a completed result with exactly this job's config, and its metrics.
 
     Job folders are named by job number, and the numbers shift when a grid grows (adding
     seeds renumbers every job), so a finished result may sit under another job's name.
@@ -72,7 +72,7 @@ def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> Path
             continue
         previous = completed_result(folder)
         if previous is not None and not config_differences(previous.get("config"), current):
-            return folder
+            return folder, previous
     return None
 
 
@@ -94,10 +94,10 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         metrics = reusable_result(cfg, output_dir, resume)
         source = output_dir
         if metrics is None and resume and (found := result_elsewhere(cfg, output_dir, sweep_dir)) is not None:
-            source, metrics = found, completed_result(found)
+            source, metrics = found
             if not (output_dir / METRICS_FILE).exists():  # only Hydra's .hydra/ and the log: no result lost
                 shutil.rmtree(output_dir, ignore_errors=True)
-            record["folder"] = os.path.relpath(found, sweep_dir)
+            record["folder"] = os.path.relpath(source, sweep_dir)
         if metrics is not None:
             log.info("resume: %s already holds a completed result with this config; skipping", source)
             record.update(resumed=True, duration_s=(metrics.get("timings") or {}).get("total"))
