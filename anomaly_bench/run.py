@@ -22,9 +22,10 @@ from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.data import Splits, load_raw, make_splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
-from anomaly_bench.run_folder import RunFolder
+from anomaly_bench.run_folder import RunFolder, write_detector_file
 from anomaly_bench.sweep.resume import config_snapshot
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
+from anomaly_bench.trained import detector_facts
 from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
 
 log = logging.getLogger("anomaly_bench")
@@ -130,7 +131,10 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
         plots.reconstructions(rows, folder / "reconstructions.png", title)
         written.append("reconstructions.png")
     written += detector.write_extra_artifacts(folder, splits, test_scores)
-    written += detector.save(folder)
+    saved = detector.save(folder)
+    rule = {k: v for k, v in metrics.items() if k.startswith("threshold_") or k == "oracle"}
+    written += saved + [write_detector_file(folder, detector_facts(
+        settings.model, splits.train.x.shape[1:], threshold, rule, saved))]
     return written
 
 

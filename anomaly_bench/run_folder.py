@@ -78,3 +78,24 @@ class RunFolder:
 def looks_like_only_hydra_bookkeeping(folder: Path) -> bool:
     """True if the folder holds nothing but what Hydra writes before the job starts."""
     return folder.is_dir() and all(p.name in HYDRA_FILES for p in folder.iterdir())
+
+
+# --- The files of a run folder, named once for every consumer (run, sweep, compare, predict). ---
+COMPLETED, FAILED, RUNNING = "completed", "failed", "running"
+SCORES_FILE = "scores.csv"
+DETECTOR_FILE = "detector.json"
+HYDRA_CONFIG_FILE = ".hydra/config.yaml"
+
+
+def write_detector_file(folder: Path, facts: dict) -> str:
+    """``detector.json``: what turns the folder into a reusable detector (model config, saved
+    files, threshold and its rule, preprocessing), written when the model files are."""
+    write_json(Path(folder) / DETECTOR_FILE, facts)
+    return DETECTOR_FILE
+
+
+def read_detector_file(folder: Path) -> dict | None:
+    try:
+        return json.loads((Path(folder) / DETECTOR_FILE).read_text())
+    except (OSError, ValueError):
+        return None

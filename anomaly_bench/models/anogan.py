@@ -29,7 +29,7 @@ from anomaly_bench.models.anogan_networks import (  # noqa: E402
     feature_extractor, to_tanh_range, to_unit_range,
 )
 from anomaly_bench.models.base import Detector, FitResult  # noqa: E402
-from anomaly_bench.models.keras_training import EpochLogger  # noqa: E402
+from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model  # noqa: E402
 from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
 
 log = logging.getLogger("anomaly_bench")
@@ -254,8 +254,13 @@ class AnoGANDetector(Detector):
         # A fresh, uncompiled wrapper: the file holds the networks, not the GAN optimizers.
         wrapper = AnoGAN(self.gan.generator, self.gan.discriminator, self.gan.encoder, seed=self.seed, name=self.name)
         wrapper(keras.ops.zeros((1, self.latent_dim)))  # builds it
-        wrapper.save(folder / "model.keras")
-        return ["model.keras"]
+        wrapper.save(Path(folder) / MODEL_FILE)
+        return [MODEL_FILE]
+
+    def load(self, folder: Path) -> None:
+        self.gan = load_keras_model(Path(folder) / MODEL_FILE)
+        self.seed = self.gan.seed if self.gan.seed is not None else 0  # the latent search starts from it
+        self._search, self._encoder_pass = None, None
 
     def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
         written = list(self.progress.written) if self.progress is not None else []

@@ -6,6 +6,7 @@ AE), so they share this class. The anomaly score is the per-image reconstruction
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -16,7 +17,9 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import FitResult
-from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
+from anomaly_bench.models.keras_training import (
+    KerasDetector, MODEL_FILE, fit_model, load_keras_model, make_optimizer, stack_layers,
+)
 from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 
 PREDICT_BATCH = 1024
@@ -86,6 +89,8 @@ class ReconstructionDetector(KerasDetector):
         self.code_l1, self.noise_factor = float(code_l1), float(noise_factor)
         self.model: keras.Model | None = None
         self.encoder: keras.Model | None = None
+        #: position of the code layer in ``model.layers``: a reloaded model.keras has the same order
+        self.code_index: int | None = None
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         if self.input_layout not in ("image", "flat"):
@@ -124,6 +129,7 @@ class ReconstructionDetector(KerasDetector):
             )
         self.model = keras.Model(inputs, x, name=self.name)
         self.encoder = keras.Model(inputs, code, name=f"{self.name}_encoder")
+        self.code_index = self.model.layers.index(code._keras_history.operation)
 
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
@@ -141,6 +147,12 @@ class ReconstructionDetector(KerasDetector):
 
     def score(self, images: np.ndarray) -> np.ndarray:
         return reconstruction_error(images, self.reconstruct(images), self.score_kind)
+
+    def load(self, folder: Path) -> None:
+        model = load_keras_model(Path(folder) / MODEL_FILE)
+        self.build(tuple(model.input_shape[1:]))  # the config's architecture says which layer is the code
+        self.model = model
+        self.encoder = keras.Model(model.inputs, model.layers[self.code_index].output, name=f"{self.name}_encoder")
 
     def describe(self) -> dict:
         return {

@@ -3,6 +3,12 @@
 A detector is built from its config group (``model/<name>.yaml``), checks its own settings
 before any data is loaded (so bad settings fail fast), learns from the training split, and
 turns images into anomaly scores (higher = more anomalous).
+
+Save and load are symmetric: ``save(folder)`` writes the trained state, and a detector built
+from the same config, checked with the same image shape, gets it back with ``load(folder)``.
+Files are plain: Keras models load in safe mode, arrays as ``.npz`` read with
+``allow_pickle=False``, settings as JSON; nothing is ever pickled, because run folders get
+shared and unpickling a shared file runs arbitrary code.
 """
 from __future__ import annotations
 
@@ -55,8 +61,12 @@ class Detector(ABC):
         return None
 
     def save(self, folder: Path) -> list[str]:
-        """Write the trained model into the run folder; return the file names written."""
-        return []
+        """Write the trained state into ``folder``; return the file names written (relative to it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement save()")
+
+    def load(self, folder: Path) -> None:
+        """Read back what :meth:`save` wrote, so :meth:`score` works without fitting again."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
     def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
         """Model-specific figures (latent plots, sample grids); return the file names written."""

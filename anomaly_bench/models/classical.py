@@ -18,7 +18,9 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.estimators import anomaly_scores, check_estimator, save_estimator, save_pca, why_not_saved
+from anomaly_bench.models.estimators import (
+    anomaly_scores, check_estimator, load_estimator, load_pca, save_estimator, save_pca, why_not_saved,
+)
 
 ESTIMATOR_STEM = "estimator"
 NOT_ITERATIVE = "scikit-learn estimator: fitted in one call, no per-epoch losses"
@@ -75,6 +77,10 @@ class PixelDetector(Detector):
         if self.pca is not None:
             written.append(save_pca(self.pca, folder))
         return written
+
+    def load(self, folder: Path) -> None:
+        self.estimator = load_estimator(folder, ESTIMATOR_STEM)
+        self.pca = load_pca(folder) if self.pca_components is not None else None
 
     def describe(self) -> dict:
         skipped = {"history.csv": NOT_ITERATIVE, "training_curve.png": NOT_ITERATIVE,

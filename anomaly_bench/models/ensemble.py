@@ -139,14 +139,24 @@ class ScoreEnsemble(Detector):
     def save(self, folder: Path) -> list[str]:
         written = []
         for key, member in self.members.items():
-            target = folder / MEMBERS_FOLDER / key
+            target = Path(folder) / MEMBERS_FOLDER / key
             target.mkdir(parents=True, exist_ok=True)
             written += [f"{MEMBERS_FOLDER}/{key}/{name}" for name in member.save(target)]
-        (folder / ENSEMBLE_FILE).write_text(json.dumps({
+        (Path(folder) / ENSEMBLE_FILE).write_text(json.dumps({
             "combine": self.combine,
             "members": {key: {"val_mean": mean, "val_std": std} for key, (mean, std) in self.scale.items()},
         }, indent=2))
         return [ENSEMBLE_FILE, *written]
+
+    def load(self, folder: Path) -> None:
+        saved = json.loads((Path(folder) / ENSEMBLE_FILE).read_text())["members"]
+        if set(saved) != set(self.members):
+            raise ConfigError(f"{Path(folder) / ENSEMBLE_FILE} lists members {sorted(saved)}, "
+                              f"the config {sorted(self.members)}")
+        for key, member in self.members.items():
+            member.load(Path(folder) / MEMBERS_FOLDER / key)
+            self.scale[key] = (float(saved[key]["val_mean"]), float(saved[key]["val_std"]))
+        self._scored = []
 
     def describe(self) -> dict:
         members = {key: member.describe() for key, member in self.members.items()}

@@ -100,14 +100,27 @@ def fit_model(
     return table
 
 
+MODEL_FILE = "model.keras"
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    """A saved Keras model in safe mode, with the project's custom layers registered first."""
+    from anomaly_bench.models import load_model
+
+    return load_model(path)
+
+
 class KerasDetector(Detector):
     """A detector whose trained state is one Keras model: saved as model.keras, counted in metrics."""
 
     model: keras.Model | None = None
 
     def save(self, folder: Path) -> list[str]:
-        self.model.save(folder / "model.keras")
-        return ["model.keras"]
+        self.model.save(Path(folder) / MODEL_FILE)
+        return [MODEL_FILE]
+
+    def load(self, folder: Path) -> None:
+        self.model = load_keras_model(Path(folder) / MODEL_FILE)
 
     def describe(self) -> dict:
         built = self.model is not None and self.model.built

@@ -104,13 +104,25 @@ class KNNDetector(Detector):
         return self.reference_images[self.nearest(images)[1][:, 0]]
 
     def save(self, folder: Path) -> list[str]:
-        # The reference set is the training images themselves: store their dataset indices
-        # (the codes follow from them and model.keras), not megabytes of copied pixels.
-        np.savez(folder / REFERENCE_FILE, train_index=self.reference_index, k=np.array(self.k))
+        # The reference set is the detector: the normal training images (shown as the nearest
+        # normal example) with their dataset indices, and with features=encoder their codes, so
+        # scoring after a reload needs neither the dataset nor a new pass of the encoder.
+        codes = {"codes": self.reference} if self.features == "encoder" else {}
+        np.savez_compressed(Path(folder) / REFERENCE_FILE, train_index=self.reference_index,
+                            images=self.reference_images, k=np.array(self.k), **codes)
         written = [REFERENCE_FILE]
         if self.features == "encoder":
             written += self.autoencoder.save(folder)
         return written
+
+    def load(self, folder: Path) -> None:
+        with np.load(Path(folder) / REFERENCE_FILE, allow_pickle=False) as saved:
+            self.reference_index, self.reference_images = saved["train_index"], saved["images"]
+            codes = saved["codes"] if self.features == "encoder" else None
+        if self.features == "encoder":
+            self.autoencoder.load(folder)
+        self.reference = codes if codes is not None else np.asarray(self._features(self.reference_images), np.float64)
+        self.reference_norms = squared_norms(self.reference)
 
     def describe(self) -> dict:
         info = {**super().describe(), "k": self.k, "features": self.features, "reference_file": REFERENCE_FILE}

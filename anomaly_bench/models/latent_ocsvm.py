@@ -24,7 +24,7 @@ from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
 from anomaly_bench.models.base import Detector, FitResult
-from anomaly_bench.models.estimators import anomaly_scores, check_estimator, save_estimator, why_not_saved
+from anomaly_bench.models.estimators import anomaly_scores, check_estimator, load_estimator, save_estimator, why_not_saved
 
 ESTIMATOR_STEM = "estimator"
 SCALER_FILE = "code_scaler.npz"
@@ -106,9 +106,16 @@ class LatentOCSVMDetector(Detector):
     def save(self, folder: Path) -> list[str]:
         files = self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
         if self.standardize_codes:
-            np.savez(folder / SCALER_FILE, mean=self.code_mean, scale=self.code_scale)
+            np.savez(Path(folder) / SCALER_FILE, mean=self.code_mean, scale=self.code_scale)
             files.append(SCALER_FILE)
         return files
+
+    def load(self, folder: Path) -> None:
+        self.autoencoder.load(folder)
+        self.estimator = load_estimator(folder, ESTIMATOR_STEM)
+        if self.standardize_codes:
+            with np.load(Path(folder) / SCALER_FILE, allow_pickle=False) as saved:
+                self.code_mean, self.code_scale = saved["mean"], saved["scale"]
 
     def describe(self) -> dict:
         skipped = {}

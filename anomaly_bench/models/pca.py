@@ -16,6 +16,7 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.estimators import load_pca, save_pca
 from anomaly_bench.scoring import reconstruction_error
 
 PARAMETERS_FILE = "pca.npz"
@@ -61,12 +62,10 @@ class PCADetector(Detector):
         return reconstruction_error(images, self.reconstruct(images), "sse")
 
     def save(self, folder: Path) -> list[str]:
-        np.savez(
-            folder / PARAMETERS_FILE,
-            components=self.pca.components_, mean=self.pca.mean_,
-            explained_variance=self.pca.explained_variance_,
-        )
-        return [PARAMETERS_FILE]
+        return [save_pca(self.pca, folder, PARAMETERS_FILE)]
+
+    def load(self, folder: Path) -> None:
+        self.pca = load_pca(folder, PARAMETERS_FILE)
 
     def describe(self) -> dict:
         return {**super().describe(), "parameters_file": PARAMETERS_FILE,

@@ -198,8 +198,14 @@ class TransformClassifier(KerasDetector):
         written = super().save(folder)
         if self.alphas is None:
             return written
-        np.savez(folder / DIRICHLET_FILE, alphas=self.alphas)
+        np.savez(Path(folder) / DIRICHLET_FILE, alphas=self.alphas)
         return [*written, DIRICHLET_FILE]
+
+    def load(self, folder: Path) -> None:
+        super().load(folder)
+        if self.score_kind == "dirichlet":
+            with np.load(Path(folder) / DIRICHLET_FILE, allow_pickle=False) as saved:
+                self.alphas = saved["alphas"]
 
     def describe(self) -> dict:
         return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind,
