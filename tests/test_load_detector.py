@@ -5,9 +5,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from sklearn.covariance import EllipticEnvelope
 
 import anomaly_bench
+from anomaly_bench import predict
 from anomaly_bench.data import load_raw
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.classical import PixelDetector
@@ -29,6 +31,7 @@ VARIANTS = {
     "transform_classifier_cross_entropy": ["model=transform_classifier", "model.score=cross_entropy"],
     "ensemble_with_pca": ["model=ensemble", "+model@model.members.pca=pca"],
 }
+N_PNG = 16
 CASES = sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
 
 
@@ -43,6 +46,13 @@ def rebuilt_test_images(run_dir, index: np.ndarray) -> np.ndarray:
     raw = load_raw(metrics["dataset"], "auto", None, 10.0)
     images = raw.x_test[index]
     return images[..., None] if images.ndim == 3 else images
+
+
+def export_png(images: np.ndarray, index, folder) -> None:
+    """Test images as 8-bit PNG files named in scores.csv order."""
+    folder.mkdir()
+    for i, (image, source_index) in enumerate(zip(images, index)):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i:03d}_test{source_index}.png")
 
 
 def assert_same_decisions(trained, scores: np.ndarray, expected: pd.DataFrame) -> None:
@@ -65,9 +75,20 @@ def test_loaded_detector_reproduces_the_runs_scores_and_flags(tmp_path, case):
 
     trained = anomaly_bench.load_detector(tmp_path)
     expected = pd.read_csv(tmp_path / "scores.csv")
-    images = trained.prepare(rebuilt_test_images(tmp_path, expected["index"].to_numpy()))
+    uint8_images = rebuilt_test_images(tmp_path, expected["index"].to_numpy())
     assert (trained.threshold, trained.threshold_rule) == (metrics["threshold"], "val_mean_std")
-    assert_same_decisions(trained, trained.score(images), expected)
+    assert_same_decisions(trained, trained.score(trained.prepare(uint8_images)), expected)
+
+    # The same images as PNG files through the predict command give the same scores and flags.
+    pngs = tmp_path.parent / f"{case}_png"
+    export_png(uint8_images[:N_PNG], expected["index"][:N_PNG], pngs)
+    out = tmp_path.parent / f"{case}_predictions"
+    assert predict.main([str(tmp_path), str(pngs), "--out", str(out)]) == 0
+    predicted = pd.read_csv(out / "predictions.csv")
+    assert list(predicted["source"]) == sorted(str(p) for p in pngs.iterdir())
+    assert_same_decisions(trained, predicted["score"].to_numpy(), expected[:N_PNG])
+    assert (predicted["flagged"].to_numpy() == trained.flag(predicted["score"].to_numpy())).all()
+    assert (out / "most_anomalous.png").is_file()
 
 
 @needs_mnist

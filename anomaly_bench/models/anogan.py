@@ -91,6 +91,8 @@ class AnoGANDetector(Detector):
     """DCGAN + AnoGAN scoring. GAN training uses Adam with ``g_learning_rate``/``d_learning_rate``
     and ``beta_1`` (DCGAN practice); from ``trainer`` it takes epochs, batch_size and seed."""
 
+    reconstruction_label = "nearest generated image"
+
     def __init__(
         self,
         name: str = "anogan",

@@ -41,6 +41,8 @@ class Detector(ABC):
     needs_labelled_anomalies: bool = False
     #: True if fit() needs held-out normal images (dataset.val_fraction > 0); checked before data loading.
     needs_validation: bool = False
+    #: What :meth:`reconstruct` returns, in words (figure labels).
+    reconstruction_label: str = "reconstruction"
 
     def __init__(self, name: str) -> None:
         self.name = name

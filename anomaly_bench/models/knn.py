@@ -55,6 +55,8 @@ def nearest_distances(queries: np.ndarray, reference: np.ndarray, k: int, block_
 class KNNDetector(Detector):
     """Anomaly score = mean distance to the k nearest normal training images (pixels or codes)."""
 
+    reconstruction_label = "nearest normal training image"
+
     def __init__(self, name: str, k: int, features: str = "pixels", block_size: int = 1024,
                  autoencoder: ReconstructionDetector | None = None) -> None:
         super().__init__(name)
