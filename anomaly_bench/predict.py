@@ -264,6 +264,7 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
     _log(f"found {n_files} image files and {len(sources) - n_files} image arrays in {len(paths)} path(s)")
 
     unreadable: list[tuple[str, str]] = []
+    started = time.perf_counter()
     frames, best = [], []  # best: a min-heap of (score, order, name, uint8 image) holding the top images
     done = flagged_so_far = 0
     for names, indices, images in batches(sources, trained, batch_size, unreadable):
@@ -278,6 +279,7 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
         flagged_so_far += int(flagged.sum())
         _log(f"scored {done} images, {flagged_so_far} flagged")
 
+    seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["source", "index", "score", "flagged"])
@@ -290,7 +292,9 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
         pd.DataFrame(unreadable, columns=["source", "error"]).to_csv(out / UNREADABLE_FILE, index=False)
         for name, error in unreadable:
             print(f"{PROG}: unreadable: {name}: {error}", file=sys.stderr)
-    _log(f"done: {done} images scored, {flagged_so_far} flagged, {len(unreadable)} unreadable -> {out}")
+    rate = f", {done / seconds:.1f} images/s" if done and seconds > 0 else ""
+    _log(f"done: {done} images scored in {seconds:.2f} s{rate}, {flagged_so_far} flagged, "
+         f"{len(unreadable)} unreadable -> {out}")
     return EXIT_UNREADABLE if unreadable else EXIT_OK
 
 

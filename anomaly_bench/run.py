@@ -12,6 +12,7 @@ import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,14 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly_bench import plots
 from anomaly_bench.config import RunSettings, validate
-from anomaly_bench.data import Splits, load_raw, make_splits
+from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
-from anomaly_bench.run_folder import RunFolder, write_detector_file
-from anomaly_bench.sweep.resume import config_snapshot
+from anomaly_bench.models.base import Detector, TrainingData
+from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
-from anomaly_bench.trained import detector_facts
 from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
+from anomaly_bench.trained import detector_facts
 
 log = logging.getLogger("anomaly_bench")
 IMAGE_SHAPE = (28, 28, 1)
@@ -66,7 +67,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def prepare(cfg: DictConfig):
+class Prepared(NamedTuple):
+    """Everything a run needs, built and checked before its folder starts to look like a result."""
+
+    settings: RunSettings
+    rule: ThresholdRule
+    detector: Detector
+    raw: RawDataset
+    splits: Splits
+
+
+def prepare(cfg: DictConfig) -> Prepared:
     """Validate and build everything that can fail for a reason the user can fix."""
     settings = validate(cfg)
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
@@ -75,7 +86,7 @@ def prepare(cfg: DictConfig):
     settings.trainer.threads = limit_tensorflow_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
-    if detector.needs_labelled_anomalies and settings.dataset.labelled_anomalies == 0:
+    if detector.supervision == "supervised" and settings.dataset.labelled_anomalies == 0:
         raise ConfigError(f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
                           "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)")
     if detector.needs_validation and settings.dataset.val_fraction == 0:
@@ -88,7 +99,7 @@ def prepare(cfg: DictConfig):
         raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
         ds.labelled_anomalies, ds.split_seed,
     )
-    return settings, rule, detector, raw, splits
+    return Prepared(settings, rule, detector, raw, splits)
 
 
 def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
@@ -106,8 +117,8 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
     pd.DataFrame({
         "index": test.index, "label": test.labels, "class": test.classes,
         "score": test_scores, "flagged": flagged.astype(int),
-    }).to_csv(folder / "scores.csv", index=False)
-    written = ["scores.csv"]
+    }).to_csv(folder / SCORES_FILE, index=False)
+    written = [SCORES_FILE]
     if len(history):
         history.to_csv(folder / "history.csv", index=False)
         plots.training_curve(history, folder / "training_curve.png", title)
@@ -158,9 +169,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
 
         output_dir = HydraConfig.get().runtime.output_dir
     folder = RunFolder(Path(output_dir))
-    if not (folder.path / ".hydra" / "config.yaml").exists():
-        (folder.path / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, folder.path / ".hydra" / "config.yaml")
+    if not (folder.path / HYDRA_CONFIG_FILE).exists():
+        (folder.path / HYDRA_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, folder.path / HYDRA_CONFIG_FILE)
     handler = _attach_run_log(folder.path)
     folder.start({
         "dataset": settings.dataset.name, "model": detector.name,
@@ -173,7 +184,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
         t0 = time.perf_counter()
         detector.run_dir = folder.path
-        fit = detector.fit(splits, settings.trainer)
+        fit = detector.fit(TrainingData.of(splits), settings.trainer)
         t_fit = time.perf_counter() - t0
 
         log.info("stage score: %d test images", counts["n_test"])

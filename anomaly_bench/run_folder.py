@@ -1,4 +1,7 @@
-"""The run folder's status protocol: a folder is a result only once metrics.json says completed.
+"""The run folder's layout and status protocol: a folder is a result only once metrics.json says completed.
+
+run, sweep, compare and predict take the folder's file names, statuses, the metrics reader
+and the config snapshot from here, so the layout is defined once.
 
 metrics.json is written as ``running`` when work starts and replaced atomically at the end,
 so a run killed half-way is recognisable as unfinished and never mistaken for a result.
@@ -82,9 +85,35 @@ def looks_like_only_hydra_bookkeeping(folder: Path) -> bool:
 
 # --- The files of a run folder, named once for every consumer (run, sweep, compare, predict). ---
 COMPLETED, FAILED, RUNNING = "completed", "failed", "running"
+STATUSES = (COMPLETED, FAILED, RUNNING)
 SCORES_FILE = "scores.csv"
 DETECTOR_FILE = "detector.json"
-HYDRA_CONFIG_FILE = ".hydra/config.yaml"
+HYDRA_CONFIG_FILE = os.path.join(".hydra", "config.yaml")
+#: Config keys that cannot change a result: left out of the snapshot recorded in metrics.json.
+NOT_RESULT_KEYS = ("resume", "hydra")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> dotted keys (``model.name``); lists stay values (``[0, 1]``)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def config_snapshot(cfg) -> dict:
+    """The resolved job config (an OmegaConf DictConfig) minus keys that cannot change a result;
+    recorded in metrics.json so that resume can tell whether a finished result is this job's."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in NOT_RESULT_KEYS}
 
 
 def write_detector_file(folder: Path, facts: dict) -> str:

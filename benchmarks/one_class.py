@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -44,8 +45,6 @@ REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "benchmarks" / "published.csv"
 CLASSES = list(range(10))
 DATASETS = ("mnist", "fashion_mnist")
-# Left out of "--models all": trains on labelled anomalies, which the one-class protocol has none of.
-SUPERVISED = ("cnn_classifier",)
 # "--models all" runs these models as a labelled variant (the overrides are in the row name).
 BUDGET_VARIANTS = {
     "anogan": ("anogan-10_epochs-1000_test_images",
@@ -103,10 +102,24 @@ def variant_label(model: str, overrides: list[str]) -> str:
     return f"{model}-" + re.sub(r"[^A-Za-z0-9_.,-]+", "_", text)
 
 
+def supervised_models() -> list[str]:
+    """Model configs whose detector class says ``supervision = "supervised"``: left out of "--models all",
+    since they train on labelled anomalies, which the one-class protocol has none of."""
+    from hydra import compose, initialize_config_dir
+
+    found = []
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for path in sorted((REPO / "conf" / "model").glob("*.yaml")):
+            module, _, name = compose("config", overrides=[f"model={path.stem}"]).model._target_.rpartition(".")
+            if getattr(getattr(importlib.import_module(module), name), "supervision", None) == "supervised":
+                found.append(path.stem)
+    return found
+
+
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     """(model, row label, overrides) for each sweep the command line asks for."""
     if args.models == ["all"]:
-        names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in SUPERVISED)
+        names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in supervised_models())
         return [(name, *BUDGET_VARIANTS.get(name, (name, []))) for name in names]
     return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]
 
@@ -238,7 +251,7 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
         f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
         + (" --validation" if args.validation else "") + "`"
-        + f" (`all`: every model but the supervised {', '.join(SUPERVISED)}, which trains on labelled anomalies;"
+        + f" (`all`: every model but the supervised {', '.join(supervised_models())}, which train on labelled anomalies;"
         " a row name after the model name lists its overrides).",
         "",
         *markdown_table(ours, published),

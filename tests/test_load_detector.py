@@ -132,3 +132,19 @@ def test_an_estimator_without_plain_form_says_it_cannot_be_reloaded(tmp_path):
     assert detector.save(tmp_path) == []
     with pytest.raises(ConfigError, match="cannot be reloaded"):
         detector.load(tmp_path)
+
+
+@needs_mnist
+def test_fit_sees_the_training_and_validation_images_only(tmp_path, monkeypatch):
+    from anomaly_bench.models.pca import PCADetector
+
+    seen = {}
+    original = PCADetector.fit
+
+    def spy(self, data, trainer):
+        seen["fields"] = sorted(vars(data))
+        return original(self, data, trainer)
+
+    monkeypatch.setattr(PCADetector, "fit", spy)
+    run(compose_config(["model=pca", *SMALL]), tmp_path)
+    assert seen["fields"] == ["train", "val"]

@@ -21,7 +21,8 @@ from anomaly_bench.errors import ConfigError
 from anomaly_bench.sweep.callback import count_jobs
 from anomaly_bench.sweep.job import ResultExistsError, result_elsewhere, reusable_result, run_sweep_job
 from anomaly_bench.sweep.naming import MAX_NAME_BYTES, safe_dirname
-from anomaly_bench.sweep.resume import config_differences, config_snapshot
+from anomaly_bench.run_folder import config_snapshot
+from anomaly_bench.sweep.resume import config_differences
 from anomaly_bench.sweep.summary import read_records, summary_table
 from anomaly_bench.threads import threads_for_job
 from conftest import CONF_DIR, compose_config, needs_mnist

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METRICS_FILE = "metrics.json"
-HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
+from anomaly_bench.run_folder import HYDRA_CONFIG_FILE as HYDRA_CONFIG, METRICS_FILE
+
 GLOB_CHARS = set("*?[")
 _DIGITS = re.compile(r"(\d+)")
 

@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from anomaly_bench.run_folder import SCORES_FILE  # noqa: E402
+
 DPI = 100
-SCORES_FILE = "scores.csv"
 HISTOGRAM_FILE = "score_histogram.png"
 # Vertical averaging of ROC curves happens on this false-positive-rate grid.
 FPR_GRID = np.linspace(0.0, 1.0, 201)

@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 
 from anomaly_bench.compare.discover import HYDRA_CONFIG, METRICS_FILE
+from anomaly_bench.run_folder import ERROR_FILE, STATUSES, flatten
 
-ERROR_FILE = "error.txt"
 # What a completed metrics.json must hold for its row to mean anything.
 REQUIRED_NUMBERS = ("auroc", "auprc", "precision", "recall", "f1", "threshold")
 REQUIRED_TEXT = ("threshold_rule",)
-KNOWN_STATUSES = ("completed", "failed", "running")
+KNOWN_STATUSES = STATUSES
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -41,20 +41,6 @@ class RunRecord:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> dotted keys (``model.name``); lists stay values (``[0, 1]``)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def _is_number(value: Any) -> bool:

@@ -28,7 +28,8 @@ from anomaly_bench.models.anogan_networks import (  # noqa: E402
     AnoGAN, EncoderTraining, anomaly_loss, build_discriminator, build_encoder, build_generator,
     feature_extractor, to_tanh_range, to_unit_range,
 )
-from anomaly_bench.models.base import Detector, FitResult  # noqa: E402
+from anomaly_bench.models.checks import integer, integers, one_of  # noqa: E402
+from anomaly_bench.models.base import Detector, FitResult, TrainingData  # noqa: E402
 from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model  # noqa: E402
 from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
 
@@ -76,17 +77,6 @@ class GANProgress(keras.callbacks.Callback):
                 self.written.append(name)
 
 
-def _positive_int(key: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"model.{key}={value!r} must be an integer >= {minimum}")
-
-
-def _positive_ints(key: str, value) -> None:
-    if not isinstance(value, list) or not value or any(
-            not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value):
-        raise ConfigError(f"model.{key}={value!r} must be a non-empty list of positive integers")
-
-
 class AnoGANDetector(Detector):
     """DCGAN + AnoGAN scoring. GAN training uses Adam with ``g_learning_rate``/``d_learning_rate``
     and ``beta_1`` (DCGAN practice); from ``trainer`` it takes epochs, batch_size and seed."""
@@ -132,10 +122,10 @@ class AnoGANDetector(Detector):
 
     # ----------------------------------------------------------------- settings
     def check(self, image_shape: tuple[int, ...]) -> None:
-        _positive_int("latent_dim", self.latent_dim)
-        _positive_ints("generator_filters", self.generator_filters)
-        _positive_ints("discriminator_filters", self.discriminator_filters)
-        _positive_int("kernel_size", self.kernel_size)
+        integer("latent_dim", self.latent_dim)
+        integers("generator_filters", self.generator_filters)
+        integers("discriminator_filters", self.discriminator_filters)
+        integer("kernel_size", self.kernel_size)
         side = image_shape[0]
         if side % 2 ** len(self.generator_filters):
             raise ConfigError(
@@ -151,14 +141,13 @@ class AnoGANDetector(Detector):
             raise ConfigError(f"model.beta_1={self.beta_1} must be in [0, 1)")
         if not 0.0 <= self.lambda_ <= 1.0:
             raise ConfigError(f"model.lambda_={self.lambda_} must be in [0, 1] (weight of the feature loss)")
-        if self.scoring not in SCORINGS:
-            raise ConfigError(f"model.scoring={self.scoring!r} is not allowed; choose one of: {', '.join(SCORINGS)}")
-        _positive_int("search_steps", self.search_steps)
-        _positive_int("search_batch", self.search_batch)
-        _positive_int("encoder_epochs", self.encoder_epochs)
-        _positive_int("sample_every", self.sample_every, minimum=0)
-        _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
-        _positive_int("sample_grid", self.sample_grid)
+        one_of("scoring", self.scoring, SCORINGS)
+        integer("search_steps", self.search_steps)
+        integer("search_batch", self.search_batch)
+        integer("encoder_epochs", self.encoder_epochs)
+        integer("sample_every", self.sample_every, low=0)
+        integer("checkpoint_every", self.checkpoint_every, low=0)
+        integer("sample_grid", self.sample_grid)
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:
@@ -169,7 +158,7 @@ class AnoGANDetector(Detector):
         self.gan = AnoGAN(generator, discriminator, encoder, name=self.name)
 
     # ----------------------------------------------------------------- training
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x = splits.train.x
         self.seed = trainer.seed
         if self.gan is None:

@@ -14,9 +14,8 @@ import numpy as np
 from keras import layers, ops
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import (
     KerasDetector, MODEL_FILE, fit_model, load_keras_model, make_optimizer, stack_layers,
 )
@@ -131,7 +130,7 @@ class ReconstructionDetector(KerasDetector):
         self.encoder = keras.Model(inputs, code, name=f"{self.name}_encoder")
         self.code_index = self.model.layers.index(code._keras_history.operation)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
             self.build(splits.train.x.shape[1:])
         self.model.compile(optimizer=make_optimizer(trainer), loss=self.loss)

@@ -20,7 +20,21 @@ import numpy as np
 import pandas as pd
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
+from anomaly_bench.data.split import Split, Splits
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What ``fit`` may learn from: the training images (normal ones, plus labelled anomalies for
+    supervised models) and the held-out normal validation images. The test split is not part of
+    it, so no detector can tune itself on the images it is evaluated on."""
+
+    train: Split
+    val: Split
+
+    @classmethod
+    def of(cls, splits: Splits) -> "TrainingData":
+        return cls(splits.train, splits.val)
 
 
 @dataclass
@@ -32,13 +46,13 @@ class FitResult:
 
 
 class Detector(ABC):
-    #: "supervised" detectors use the labels of dataset.labelled_anomalies.
+    #: The one statement of what a detector learns from: "supervised" detectors train on the labels
+    #: of dataset.labelled_anomalies (the pipeline refuses dataset.labelled_anomalies=0 for them,
+    #: benchmarks of the one-class protocol leave them out); "unsupervised" ones on normal images.
     supervision: str = "unsupervised"
     #: The run folder, set by the pipeline before fit() for models that write files while
     #: training (GAN sample grids, checkpoints); None when a detector is used on its own.
     run_dir: Path | None = None
-    #: True if training needs labelled anomalies (dataset.labelled_anomalies > 0); checked before data loading.
-    needs_labelled_anomalies: bool = False
     #: True if fit() needs held-out normal images (dataset.val_fraction > 0); checked before data loading.
     needs_validation: bool = False
     #: What :meth:`reconstruct` returns, in words (figure labels).
@@ -51,7 +65,7 @@ class Detector(ABC):
         """Raise ConfigError for settings that cannot work; may build the network. Runs before data loading."""
 
     @abstractmethod
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         """Learn normality from ``splits.train`` (``splits.val`` for early stopping / validation loss)."""
 
     @abstractmethod

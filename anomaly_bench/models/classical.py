@@ -5,7 +5,8 @@ One class serves every scikit-learn outlier detector: the estimator comes from t
 (``model.pca_components``). Nothing is trained iteratively, so there is no ``history.csv``;
 with PCA on, ``reconstructions.png`` shows the PCA reconstruction the estimator sees.
 ``metrics.json -> skipped_artifacts`` lists what a Keras model would have written and why
-it is absent here.
+it is absent here. One-Class SVM and Isolation Forest are saved as plain arrays
+(``estimator.npz/.json``) and reload without scikit-learn's pickles.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.checks import integer
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
 from anomaly_bench.models.estimators import (
     anomaly_scores, check_estimator, load_estimator, load_pca, save_estimator, save_pca, why_not_saved,
 )
@@ -37,8 +38,8 @@ class PixelDetector(Detector):
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         n, n_pixels = self.pca_components, int(np.prod(image_shape))
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= n_pixels):
-            raise ConfigError(f"model.pca_components={n!r} must be null (raw pixels) or a count 1-{n_pixels}")
+        if n is not None:
+            integer("pca_components", n, 1, n_pixels, must=f"null (raw pixels) or a count 1-{n_pixels}")
         check_estimator(self.estimator, "model.estimator")
         self.image_shape = tuple(image_shape)
 
@@ -46,7 +47,7 @@ class PixelDetector(Detector):
         flat = images.reshape(len(images), -1)
         return self.pca.transform(flat) if self.pca is not None else flat
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         flat = splits.train.x.reshape(len(splits.train), -1)
         info: dict = {"feature_dim": int(flat.shape[1])}
         if self.pca_components is not None:

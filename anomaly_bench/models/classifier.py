@@ -19,7 +19,7 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 
 CLASS_WEIGHTS = ("balanced", "none")
@@ -31,7 +31,6 @@ class CNNClassifierDetector(KerasDetector):
     """Softmax classifier trained on normal + labelled anomalous images; score = P(anomaly)."""
 
     supervision = "supervised"
-    needs_labelled_anomalies = True
 
     def __init__(self, name: str, layers: list[dict], validation_split: float = 0.3,
                  class_weight: str = "none") -> None:
@@ -70,7 +69,7 @@ class CNNClassifierDetector(KerasDetector):
                                                       random_state=seed)
         return x_fit, y_fit, x_val, y_val
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if splits.train.labels.sum() == 0:
             raise ConfigError("dataset.labelled_anomalies=0: the classifier has no anomalous training images")
         if self.model is None:

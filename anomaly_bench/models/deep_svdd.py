@@ -19,10 +19,10 @@ import numpy as np
 from keras import layers, ops
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.checks import integer, integers
+from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 
 log = logging.getLogger("anomaly_bench")
@@ -114,11 +114,8 @@ class DeepSVDDDetector(KerasDetector):
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         for key in ("rep_dim", "kernel_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"model.{key}={value!r} must be a positive integer")
-        if not self.filters or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0 for f in self.filters):
-            raise ConfigError(f"model.filters={self.filters} must be a non-empty list of positive integers")
+            integer(key, getattr(self, key), must="a positive integer")
+        integers("filters", self.filters)
         if any(s % 2 ** len(self.filters) for s in image_shape[:2]):
             raise ConfigError(f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
                               f"the image side {image_shape[0]}; use fewer layers")
@@ -127,12 +124,11 @@ class DeepSVDDDetector(KerasDetector):
         if self.weight_decay < 0 or not 0 <= self.leaky_slope < 1:
             raise ConfigError(f"model.weight_decay={self.weight_decay} must be >= 0 and model.leaky_slope="
                               f"{self.leaky_slope} in [0, 1)")
-        if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
-            raise ConfigError(f"model.pretrain_epochs={self.pretrain_epochs!r} must be an integer >= 0 (0 = no pre-training)")
+        integer("pretrain_epochs", self.pretrain_epochs, low=0, must="an integer >= 0 (0 = no pre-training)")
         self.model = DeepSVDD(image_shape, self.filters, self.kernel_size, self.rep_dim, self.leaky_slope,
                               self.weight_decay, name=self.name)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x, val = splits.train.x, splits.val.x
         info: dict = {}
         if self.pretrain_epochs:

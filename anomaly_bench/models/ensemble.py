@@ -27,7 +27,7 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import ranking_metrics
-from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
 
 COMBINE = ("mean", "max")
 ENSEMBLE_FILE = "ensemble.json"
@@ -72,10 +72,6 @@ class ScoreEnsemble(Detector):
         kinds = {m.supervision for m in self.members.values() if isinstance(m, Detector)}
         return "supervised" if "supervised" in kinds else "unsupervised"
 
-    @property
-    def needs_labelled_anomalies(self) -> bool:  # type: ignore[override]
-        return any(getattr(m, "needs_labelled_anomalies", False) for m in self.members.values())
-
     def check(self, image_shape: tuple[int, ...]) -> None:
         if len(self.members) < 2:
             raise ConfigError(f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
@@ -91,7 +87,7 @@ class ScoreEnsemble(Detector):
         if self.combine not in COMBINE:
             raise ConfigError(f"model.combine={self.combine!r} is not allowed; choose one of: {', '.join(COMBINE)}")
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         normal_val = splits.val.normal.x
         if len(normal_val) < 2:
             raise ConfigError(f"model={self.name} standardises its members on validation images; "

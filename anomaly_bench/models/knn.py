@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
-from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.checks import integer, one_of
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
 
 FEATURES = ("pixels", "encoder")
 REFERENCE_FILE = "knn_reference.npz"
@@ -68,12 +68,9 @@ class KNNDetector(Detector):
         self.reference_norms: np.ndarray | None = None
 
     def check(self, image_shape: tuple[int, ...]) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
-            raise ConfigError(f"model.k={self.k!r} must be a positive number of neighbours (at most the training images)")
-        if self.features not in FEATURES:
-            raise ConfigError(f"model.features={self.features!r} is not allowed; choose one of: {', '.join(FEATURES)}")
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 0:
-            raise ConfigError(f"model.block_size={self.block_size!r} must be a positive number of query images per block")
+        integer("k", self.k, must="a positive number of neighbours (at most the training images)")
+        one_of("features", self.features, FEATURES)
+        integer("block_size", self.block_size, must="a positive number of query images per block")
         if self.features == "encoder":
             if not isinstance(self.autoencoder, ReconstructionDetector):
                 raise ConfigError("model.features=encoder needs model.autoencoder, the config of a ReconstructionDetector")
@@ -84,7 +81,7 @@ class KNNDetector(Detector):
             return self.autoencoder.encode(images)
         return images.reshape(len(images), -1)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         n_train = len(splits.train)
         if self.k > n_train:
             raise ConfigError(f"model.k={self.k} exceeds the {n_train} training images; choose 1-{n_train}")

@@ -23,7 +23,7 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
-from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
 from anomaly_bench.models.estimators import anomaly_scores, check_estimator, load_estimator, save_estimator, why_not_saved
 
 ESTIMATOR_STEM = "estimator"
@@ -54,7 +54,7 @@ class LatentOCSVMDetector(Detector):
     def code_dim(self) -> int:
         return int(np.prod(self.autoencoder.encoder.output.shape[1:]))
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         fit = self.autoencoder.fit(splits, trainer)
         codes = self.autoencoder.encode(splits.train.normal.x)
         spread = codes.std(axis=0)

@@ -13,9 +13,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.base import Detector, FitResult
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
 from anomaly_bench.models.estimators import load_pca, save_pca
 from anomaly_bench.scoring import reconstruction_error
 
@@ -40,7 +39,7 @@ class PCADetector(Detector):
             raise ConfigError(f"model.n_components={n!r} must be a count 1-{n_pixels} or a variance share in (0, 1)")
         self.image_shape = tuple(image_shape)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x = splits.train.x.reshape(len(splits.train), -1)
         if isinstance(self.n_components, int) and self.n_components > len(x):
             raise ConfigError(

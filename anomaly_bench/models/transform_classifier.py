@@ -26,10 +26,10 @@ from keras import layers
 from scipy.special import digamma, polygamma
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.checks import integer, is_whole, one_of
+from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 
 # Translation directions in units of ``shift`` (dy, dx): none first, then the 8 neighbours.
@@ -139,20 +139,14 @@ class TransformClassifier(KerasDetector):
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         t = self.n_transforms
-        if isinstance(t, bool) or not isinstance(t, int) or not MIN_TRANSFORMS <= t <= MAX_TRANSFORMS:
-            raise ConfigError(
-                f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
-                "(8 = flips x rotations, 72 = with the 9 translations of the paper)"
-            )
+        if not (is_whole(t) and MIN_TRANSFORMS <= t <= MAX_TRANSFORMS):
+            raise ConfigError(f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
+                              "(8 = flips x rotations, 72 = with the 9 translations of the paper)")
         max_shift = min(image_shape[:2]) // 2
-        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 1 <= self.shift < max_shift:
-            raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
-        v = self.views_per_image
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= t:
-            raise ConfigError(f"model.views_per_image={v!r} must be a count 1-{t} (model.n_transforms): "
-                              "the distinct transformations of each image per epoch")
-        if self.score_kind not in SCORES:
-            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
+        integer("shift", self.shift, 1, max_shift - 1, must=f"a whole number of pixels 1-{max_shift - 1}")
+        integer("views_per_image", self.views_per_image, 1, t,
+                must=f"a count 1-{t} (model.n_transforms): the distinct transformations of each image per epoch")
+        one_of("score", self.score_kind, SCORES)
         if not self.network_spec:
             raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
         self.build(image_shape)
@@ -165,7 +159,7 @@ class TransformClassifier(KerasDetector):
         outputs = layers.Dense(self.n_transforms, activation="softmax", name="transformation")(x)
         self.model = keras.Model(inputs, outputs, name=self.name)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
             self.build(splits.train.x.shape[1:])
         self.model.compile(optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy",

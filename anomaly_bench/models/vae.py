@@ -21,7 +21,8 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.base import FitResult
+from anomaly_bench.models.checks import integer, integers, one_of
+from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 from anomaly_bench.scoring import reconstruction_error
 
@@ -116,21 +117,17 @@ class VAEDetector(KerasDetector):
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         for key in ("latent_dim", "kernel_size", "dense_units"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"model.{key}={value!r} must be a positive integer")
-        if not self.filters or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0 for f in self.filters):
-            raise ConfigError(f"model.filters={self.filters} must be a non-empty list of positive integers")
+            integer(key, getattr(self, key), must="a positive integer")
+        integers("filters", self.filters)
         side = 2 ** len(self.filters)
         if any(s % side for s in image_shape[:2]):
             raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image side {image_shape[0]} "
                               f"must divide by {side} (use at most {_max_halvings(image_shape[0])} filters)")
         if self.beta < 0:
             raise ConfigError(f"model.beta={self.beta} must be >= 0")
-        if self.score_kind not in SCORES:
-            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
+        one_of("score", self.score_kind, SCORES)
 
-    def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,
                              self.latent_dim, self.beta, seed=trainer.seed, name=self.name)
         self.model.compile(optimizer=make_optimizer(trainer))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly_bench.run_folder import METRICS_FILE, RunFolder, read_metrics
-from anomaly_bench.sweep.resume import completed_result, config_differences, config_snapshot
+from anomaly_bench.run_folder import METRICS_FILE, RunFolder, config_snapshot, read_metrics
+from anomaly_bench.sweep.resume import completed_result, config_differences
 from anomaly_bench.sweep.summary import METRICS, write_record
 
 log = logging.getLogger("anomaly_bench")

@@ -1,25 +1,14 @@
 """Is a job folder's result reusable? The recorded config must equal the config of this job.
 
 Hydra rewrites ``.hydra/`` before a job's code starts, so the config a result was computed
-with is recorded in ``metrics.json`` (key ``config``, see :func:`config_snapshot`). Keys
+with is recorded in ``metrics.json`` (key ``config``, see :func:`anomaly_bench.run_folder.config_snapshot`). Keys
 that do not change a result are left out: ``resume`` itself and Hydra's own settings.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from anomaly_bench.compare.load import flatten
-from anomaly_bench.run_folder import read_metrics
-
-NOT_RESULT_KEYS = ("resume", "hydra")
-
-
-def config_snapshot(cfg: DictConfig) -> dict:
-    """The resolved job config minus keys that cannot change a result."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in container.items() if k not in NOT_RESULT_KEYS}
+from anomaly_bench.run_folder import flatten, read_metrics
 
 
 def config_differences(recorded: dict | None, current: dict) -> list[str]:
