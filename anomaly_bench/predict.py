@@ -165,7 +165,8 @@ def batches(sources: list[Source], trained, batch_size: int,
 
     def flush():
         batch = (list(names), list(indices), np.stack(images))
-        names.clear(), indices.clear(), images.clear()
+        for pending in (names, indices, images):
+            pending.clear()
         return batch
 
     for source in sources:
@@ -274,7 +275,10 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
                                     "flagged": flagged.astype(int)}))
         for i in np.argsort(-scores)[:top]:
             item = (float(scores[i]), done + int(i), names[i] + (f"[{indices[i]}]" if indices[i] else ""), images[i])
-            heapq.heappush(best, item) if len(best) < top else heapq.heappushpop(best, item)
+            if len(best) < top:
+                heapq.heappush(best, item)
+            else:
+                heapq.heappushpop(best, item)
         done += len(scores)
         flagged_so_far += int(flagged.sum())
         _log(f"scored {done} images, {flagged_so_far} flagged")

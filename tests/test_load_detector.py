@@ -32,7 +32,10 @@ VARIANTS = {
     "ensemble_with_pca": ["model=ensemble", "+model@model.members.pca=pca"],
 }
 N_PNG = 16
-CASES = sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
+# Variants whose load path another case already covers: run with `pytest -m slow`.
+SLOW = {"ocsvm_pca", "transform_classifier_cross_entropy", "ensemble_with_pca"}
+CASES = [pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
+         for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))]
 
 
 def overrides_for(case: str) -> list[str]:

@@ -33,6 +33,7 @@ COMBINE = ("mean", "max")
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_FOLDER = "members"
 MEMBER_SCORES_FILE = "member_scores.csv"
+REMEMBERED = 3  # score sets of a run: test, validation, training
 log = logging.getLogger("anomaly_bench")
 
 
@@ -63,8 +64,10 @@ class ScoreEnsemble(Detector):
         self.members = dict(members or {})
         self.combine = combine
         self.scale: dict[str, tuple[float, float]] = {}
-        # (images, member z-scores) of earlier score() calls: the pipeline scores the test set
-        # once, and member_scores.csv reuses that pass instead of running every member again.
+        # (images, member z-scores) of the last REMEMBERED score() calls: the pipeline scores the
+        # test set, then the threshold's score sets, and member_scores.csv reuses the test pass
+        # instead of running every member again. Older entries are dropped, so scoring batch after
+        # batch (anomaly-bench-predict) keeps memory bounded.
         self._scored: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
 
     @property
@@ -114,7 +117,7 @@ class ScoreEnsemble(Detector):
             if seen is images:
                 return z
         z = self.member_scores(images)
-        self._scored.append((images, z))
+        self._scored = [*self._scored[-(REMEMBERED - 1):], (images, z)]
         return z
 
     def score(self, images: np.ndarray) -> np.ndarray:
