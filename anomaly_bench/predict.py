@@ -235,7 +235,8 @@ def most_anomalous_figure(top: list[tuple[float, str, np.ndarray]], trained, pat
             ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 mark = "FLAGGED" if score > trained.threshold else "normal"
-                ax.set_title(f"#{c + 1} {score:.4g}\n{mark}\n{Path(name).name[-18:]}", fontsize=7,
+                short = Path(name).name if len(Path(name).name) <= 18 else "..." + Path(name).name[-15:]
+                ax.set_title(f"#{c + 1} {score:.4g}\n{mark}\n{short}", fontsize=7,
                              color="red" if score > trained.threshold else "black")
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)

@@ -14,6 +14,7 @@ Writes ``benchmarks/results/predict_speed.md``.
 Examples:
     python benchmarks/predict_speed.py                       # every model below
     python benchmarks/predict_speed.py --models knn pca      # a subset
+    python benchmarks/predict_speed.py --reuse-runs          # measure again with the runs trained before
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from anomaly_bench.compare.formats import markdown_table  # noqa: E402
 from anomaly_bench.data import load_raw  # noqa: E402
 from anomaly_bench.data.readers import IDX_FILES, find_idx_file  # noqa: E402
 from anomaly_bench.run import run  # noqa: E402
+from anomaly_bench.run_folder import read_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON = ["dataset.normal_classes=[0]", "trainer.epochs=2"]
@@ -59,6 +61,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "benchmarks" / "predict_speed",
                         help="where the training runs, the PNG files and the predictions go (emptied first)")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="keep completed training runs from an earlier call instead of training again")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "predict_speed.md")
     return parser.parse_args(argv)
 
@@ -78,8 +82,9 @@ def predict_once(run_dir: Path, inputs: Path, out: Path) -> tuple[int, float, fl
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
+    for part in ("mnist_test_idx", "mnist_test_png", "predictions") if args.reuse_runs else ("",):
+        shutil.rmtree(args.work / part, ignore_errors=True)
+    args.work.mkdir(parents=True, exist_ok=True)
     raw = load_raw("mnist", "auto", None, 10.0)
     idx_folder = args.work / "mnist_test_idx"
     idx_folder.mkdir()
@@ -96,8 +101,10 @@ def main(argv: list[str]) -> None:
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=[*MODELS[name], *COMMON])
         run_dir = args.work / "runs" / re.sub(r"\W+", "_", name)
-        print(f"training {name} -> {run_dir}", flush=True)
-        run(cfg, run_dir)
+        if not (args.reuse_runs and (read_metrics(run_dir) or {}).get("status") == "completed"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"training {name} -> {run_dir}", flush=True)
+            run(cfg, run_dir)
         for kind, inputs in (("IDX, 10,000 images", idx_folder), (f"PNG files, {N_PNG:,}", png_folder)):
             images, seconds, wall = predict_once(run_dir, inputs, args.work / "predictions" / f"{run_dir.name}_{kind[:3]}")
             print(f"{name} {kind}: {images / seconds:.0f} images/s scoring, {wall:.1f} s wall", flush=True)
@@ -111,14 +118,15 @@ def main(argv: list[str]) -> None:
     text = "\n".join([
         "# anomaly-bench-predict throughput",
         "",
-        f"Command: `python benchmarks/predict_speed.py{' --models ' + ' '.join(args.models) if args.models != list(MODELS) else ''}`",
+        f"Command: `python benchmarks/predict_speed.py{' --models ' + ' '.join(args.models) if args.models != list(MODELS) else ''}"
+        f"{' --reuse-runs' if args.reuse_runs else ''}` (runs trained by this script)",
         "",
         "Each model trained on MNIST digit 0 (all 5,923 training images less the 10 % validation share, 2 epochs;",
         "defaults otherwise), then scored by `anomaly-bench-predict` in a fresh process pinned to 2 CPU cores",
         "(`taskset -c 0,1 nice -n 5`). `images / s` is the command's own rate over reading, conforming, scoring",
         "and flagging (its `done:` line); `command wall s` is the whole command, start-up and model loading included.",
         "",
-        markdown_table(pd.DataFrame(rows)),
+        markdown_table(pd.DataFrame(rows).astype(str)),
         "",
         f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, TensorFlow {tf.__version__}; load average "
         f"{load_before:.1f} before and {load_after:.1f} after. Other jobs shared these 2 cores while this ran, so the",
