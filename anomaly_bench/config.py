@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -16,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from anomaly_bench.data.sources import SOURCES
-from anomaly_bench.errors import ConfigError
+from anomaly_bench.errors import ConfigError, shown
 
 N_CLASSES = 10
 
@@ -82,12 +84,17 @@ def _typed(schema: type, node: Any, group: str):
     except OmegaConfBaseException as exc:
         key = f"{group}.{exc.full_key}" if getattr(exc, "full_key", None) else group
         reason = str(exc).splitlines()[0]
+        if "is not a ListConfig" in reason:
+            value = OmegaConf.select(OmegaConf.create({group: node}), key, default=None)
+            example = f"[{value}]" if isinstance(value, (int, str)) and not isinstance(value, bool) else "[0]"
+            reason = f"{shown(value)} must be a list such as {example}"
+            raise ConfigError(f"{key}={reason}") from None
         raise ConfigError(f"{key}: {reason}") from None
 
 
 def _check_classes(key: str, value: Any) -> list[int]:
     if not isinstance(value, (list, tuple, ListConfig)) or len(value) == 0:
-        raise ConfigError(f"{key}={value!r} must be a non-empty list of classes 0-{N_CLASSES - 1}")
+        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes 0-{N_CLASSES - 1}, such as [0]")
     bad = [c for c in value if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < N_CLASSES]
     if bad:
         raise ConfigError(f"{key}={list(value)} contains {bad}; allowed classes are 0-{N_CLASSES - 1}")
@@ -103,7 +110,8 @@ def check_dataset(ds: DatasetConfig) -> None:
         if not anomalous:
             raise ConfigError("dataset.normal_classes lists all 10 classes; no anomaly class is left for anomaly_classes=rest")
     elif isinstance(ds.anomaly_classes, str):
-        raise ConfigError(f"dataset.anomaly_classes={ds.anomaly_classes!r} must be 'rest' or a list of classes 0-9")
+        raise ConfigError(f"dataset.anomaly_classes={shown(ds.anomaly_classes)} must be 'rest' or a list of "
+                          "classes 0-9, such as [1,2]")
     else:
         anomalous = _check_classes("dataset.anomaly_classes", ds.anomaly_classes)
     overlap = sorted(set(normal) & set(anomalous))
@@ -120,8 +128,10 @@ def check_dataset(ds: DatasetConfig) -> None:
             raise ConfigError(f"dataset.{key}={value} must be a positive count or null (all images)")
     if ds.labelled_anomalies < 0:
         raise ConfigError(f"dataset.labelled_anomalies={ds.labelled_anomalies} must be >= 0")
+    if ds.split_seed < 0:
+        raise ConfigError(f"dataset.split_seed={ds.split_seed} must be a whole number >= 0")
     if ds.source not in SOURCES:
-        raise ConfigError(f"dataset.source={ds.source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
+        raise ConfigError(f"dataset.source={shown(ds.source)} is not allowed; choose one of: {', '.join(SOURCES)}")
     if ds.source == "explicit" and not ds.path:
         raise ConfigError("dataset.source=explicit needs dataset.path=<IDX folder or .npz>")
 
@@ -148,6 +158,70 @@ def _import_class(dotted: str) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
+SCALAR_KINDS = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}
+
+
+def _scalar_kind(annotation: Any) -> tuple[type | None, bool]:
+    """(float | int | bool | str, accepts None) for simple annotations; (None, _) for anything else."""
+    args = typing.get_args(annotation)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 and rest[0] in SCALAR_KINDS else None), True
+    return (annotation if annotation in SCALAR_KINDS else None), False
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_setting_types(group: str, node: dict, cls: type) -> None:
+    """Settings of a ``_target_`` class hold the kind of value its constructor declares.
+
+    ``threshold.value=null`` or ``=abc`` would otherwise fail inside the constructor with a
+    message that names no key.
+    """
+    try:
+        params = inspect.signature(cls, eval_str=True).parameters
+    except Exception:
+        return  # annotations that do not evaluate: the constructor stays the judge
+    for key, value in node.items():
+        param = params.get(key)
+        if param is None or param.annotation is param.empty:
+            continue
+        kind, optional = _scalar_kind(param.annotation)
+        if kind is None or (value is None and optional) or _fits(value, kind):
+            continue
+        null = " or null" if optional else ""
+        raise ConfigError(f"{group}.{key}={shown(value)} must be {SCALAR_KINDS[kind]}{null}")
+
+
+def check_finite(tree: Any, key: str) -> None:
+    """NaN and infinity mean nothing as a setting (a learning rate, a threshold, a k): refuse them all."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            check_finite(value, f"{key}[{i}]")
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise ConfigError(f"{key}={tree} is not allowed; settings must be finite numbers")
+
+
+def build(group: str, node: dict):
+    """The object a group's ``_target_`` names, built with its settings; its own checks raise ConfigError."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _convert_="all")
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{group}: cannot build {node.get('_target_')}: {cause}") from None
+
+
 def resolve_target(group: str, node: dict) -> type:
     """Import ``_target_`` and check the group's other keys are parameters it accepts."""
     target = node.get("_target_")
@@ -162,6 +236,7 @@ def resolve_target(group: str, node: dict) -> type:
         if unknown:
             allowed = ", ".join(k for k in params if k != "self")
             raise ConfigError(f"{group}.{unknown[0]} is not a setting of {target}; allowed: {allowed}")
+    check_setting_types(group, node, cls)
     return cls
 
 
@@ -174,6 +249,7 @@ def validate(cfg: DictConfig) -> RunSettings:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{getattr(exc, 'full_key', 'config')}: {str(exc).splitlines()[0]}") from None
+    check_finite({k: v for k, v in container.items() if k != "hydra"}, "")
     dataset = _typed(DatasetConfig, container.get("dataset", {}), "dataset")
     trainer = _typed(TrainerConfig, container.get("trainer", {}), "trainer")
     check_dataset(dataset)
@@ -183,8 +259,10 @@ def validate(cfg: DictConfig) -> RunSettings:
             f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation images; set dataset.val_fraction > 0"
         )
     model, threshold = container.get("model") or {}, container.get("threshold") or {}
-    resolve_target("model", model)
+    # The threshold rule first: it is built without TensorFlow, which importing a model may start.
     resolve_target("threshold", threshold)
+    build("threshold", threshold)
+    resolve_target("model", model)
     metric = container.get("optimized_metric", "auroc")
     if metric not in OPTIMIZABLE_METRICS:
         raise ConfigError(f"optimized_metric={metric!r} is not allowed; choose one of: {', '.join(OPTIMIZABLE_METRICS)}")

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly_bench import plots
 from anomaly_bench.config import RunSettings, validate
+from anomaly_bench.config import build as _instantiate
 from anomaly_bench.data import Splits, load_raw, make_splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
@@ -29,16 +30,6 @@ from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
 
 log = logging.getLogger("anomaly_bench")
 IMAGE_SHAPE = (28, 28, 1)
-
-
-def _instantiate(group: str, node: dict):
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, _convert_="all")
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{group}: cannot build {node.get('_target_')}: {cause}") from None
 
 
 def _versions() -> dict[str, str]:

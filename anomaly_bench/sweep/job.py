@@ -15,10 +15,10 @@ import shutil
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from anomaly_bench.run_folder import METRICS_FILE, RunFolder, read_metrics
-from anomaly_bench.sweep.resume import completed_result, config_differences, config_snapshot
+from anomaly_bench.run_folder import METRICS_FILE, record_failure
+from anomaly_bench.sweep.resume import completed_result, config_differences, config_snapshot, job_folder
 from anomaly_bench.sweep.summary import METRICS, write_record
 
 log = logging.getLogger("anomaly_bench")
@@ -50,7 +50,6 @@ def reusable_result(cfg: DictConfig, folder: Path, resume: bool) -> dict | None:
     if resume and not differences:
         return previous
     if differences:
-        _restore_recorded_config(folder, previous.get("config"))
         detail = "; ".join(differences[:3]) + (f"; ... {len(differences) - 3} more" if len(differences) > 3 else "")
         raise ResultExistsError(
             f"{folder} already holds a completed run with a different config ({detail}); "
@@ -84,6 +83,7 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(hydra_cfg.sweep.dir)
+    scratch, output_dir = output_dir, job_folder(output_dir, sweep_dir)
     metric = cfg.get("optimized_metric", "auroc")
     record: dict = {"job": int(hydra_cfg.job.num), "overrides": " ".join(hydra_cfg.overrides.task),
                     "folder": os.path.relpath(output_dir, sweep_dir), "resumed": False, "error": None}
@@ -114,22 +114,30 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         value = math.nan
     if record["duration_s"] is not None:
         record["duration_s"] = round(record["duration_s"], 2)
+    if scratch != output_dir:
+        _discard_scratch(scratch)
     write_record(sweep_dir, record)
     return value
 
 
-def _restore_recorded_config(folder: Path, recorded: dict | None) -> None:
-    """Hydra has just written this job's config into the folder of an older result: put back
-    the config that result was computed with, so the folder stays self-consistent."""
-    if recorded is not None:
-        OmegaConf.save(OmegaConf.create(recorded), folder / ".hydra" / "config.yaml")
+def _discard_scratch(folder: Path) -> None:
+    """Drop the scratch folder that took Hydra's files for a job whose own folder is a finished result."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if Path(getattr(handler, "baseFilename", "/")).parent == folder.resolve():
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # the scratch parent, once no other job uses it
+    except OSError:
+        pass
 
 
 def _record_failure(folder: Path, exc: BaseException, recorded_by_run: bool) -> None:
     """Failures before the run folder started (bad config, missing data) are recorded here."""
     if recorded_by_run or isinstance(exc, ResultExistsError):
         return  # run() wrote status failed + error.txt, or the folder is somebody's result
-    previous = read_metrics(folder)
-    if previous is not None and previous.get("status") == "completed":
-        return
-    RunFolder(folder).fail(exc)
+    problem = record_failure(folder, exc)
+    if problem:
+        log.error("could not record the failure in %s (%s); that folder holds no result", folder, problem)
