@@ -94,7 +94,8 @@ def _typed(schema: type, node: Any, group: str):
 
 def _check_classes(key: str, value: Any) -> list[int]:
     if not isinstance(value, (list, tuple, ListConfig)) or len(value) == 0:
-        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes 0-{N_CLASSES - 1}, such as [0]")
+        example = f"[{value}]" if isinstance(value, int) and not isinstance(value, bool) else "[0]"
+        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes 0-{N_CLASSES - 1}, such as {example}")
     bad = [c for c in value if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < N_CLASSES]
     if bad:
         raise ConfigError(f"{key}={list(value)} contains {bad}; allowed classes are 0-{N_CLASSES - 1}")

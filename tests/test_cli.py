@@ -15,7 +15,7 @@ CLI = [sys.executable, "-m", "anomaly_bench"]
 
 
 def anomaly_bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     return subprocess.run([*CLI, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
@@ -40,7 +40,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 @needs_mnist
 def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
     args = [*TINY, "model=undercomplete_ae", "paths.output_dir=out"]
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     procs = [subprocess.Popen([*CLI, *args, f"trainer.seed={seed}"], cwd=tmp_path, env=full_env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
     outputs = [p.communicate(timeout=600) for p in procs]

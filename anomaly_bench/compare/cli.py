@@ -1,7 +1,8 @@
 """The ``anomaly-bench-compare`` command: run folders in, one table or report out.
 
 Exit codes: 0 when a table was written (problem folders are listed, never fatal), 1 when no
-run folder was found or none matched the filters, 2 for a bad option value (one line).
+run folder was found or none matched the filters, 2 for a bad option value or an --out inside a
+run folder being read (one line).
 """
 from __future__ import annotations
 
@@ -144,10 +145,30 @@ def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, 
     return title
 
 
+SWEEP_FILES = ("summary.csv", "multirun.yaml")  # what a sweep folder holds beside its run folders
+
+
+def check_out_outside(out: Path, runs: list[Path], roots: list[str]) -> None:
+    """Compare never writes into what it reads: --out may not lie in a run folder, nor replace a sweep's files."""
+    target = Path(os.path.realpath(out))
+    for folder in runs:
+        real = Path(os.path.realpath(folder))
+        if target == real or real in target.parents:
+            raise ConfigError(f"--out {out} lies inside {folder}, a run folder being compared; compare never "
+                              "writes into what it reads: choose a file outside the run folders")
+    if target.name in SWEEP_FILES and target.exists():
+        for root in roots:
+            real = Path(os.path.realpath(root))
+            if target.parent == real or real in target.parents:
+                raise ConfigError(f"--out {out} would replace the sweep's own {target.name}; choose another file")
+
+
 def compare(args: argparse.Namespace) -> str:
     """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
     filters = parse_filters(args.filter)
     found = discover(args.paths)
+    if args.out is not None:
+        check_out_outside(args.out, found.runs, args.paths)
     foreign = [Problem(path, "foreign", reason) for path, reason in found.foreign]
     if not found.runs:
         for problem in foreign:

@@ -51,6 +51,6 @@ def untouched_job_subdir(subdir: str, *, _root_: DictConfig) -> str:
 
 def job_folder(output_dir: Path, sweep_dir: Path) -> Path:
     """The job's own folder, also when Hydra was pointed at its scratch folder."""
-    if output_dir.parent == sweep_dir / SCRATCH_DIR:
+    if output_dir.resolve().parent == (sweep_dir / SCRATCH_DIR).resolve():
         return sweep_dir / output_dir.name
     return output_dir
