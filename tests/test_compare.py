@@ -511,3 +511,34 @@ def test_console_script_end_to_end(messy, tmp_path):
     done = subprocess.run([*command, str(empty)], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (1, "")
     assert "no run folder" in done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json", "html"])
+def test_a_hostile_folder_is_corrupt_and_the_good_runs_still_print(sweep, tmp_path, capsys, fmt):
+    deep = write_run(sweep / "7_deep", config_with(trainer__seed=7), scores=False)
+    (deep / "metrics.json").write_text("[" * 200_000 + "]" * 200_000)
+    huge = write_run(sweep / "8_huge", config_with(trainer__seed=8), scores=False)
+    (huge / "metrics.json").write_text((huge / "metrics.json").read_text().replace('"auroc": 0.9', '"auroc": 1' + "0" * 400))
+    code, out, err = run_cli([sweep, "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys)
+    assert code == 0, err
+    text = (tmp_path / f"r.{fmt}").read_text()
+    assert "2_model=conv_ae,seed=0" in text and "7_deep" in text and "8_huge" in text
+    if fmt == "csv":
+        assert "corrupt: " in err and "unreadable (RecursionError" in err and "unreadable (OverflowError" in err
+    else:
+        assert "unreadable (RecursionError" in text
+
+
+def test_out_inside_a_folder_being_read_is_refused(sweep, capsys):
+    result = sweep / "0_model=deep_ae,seed=0" / "metrics.json"
+    before = result.read_bytes()
+    for out in (result, result.parent / "report.md", sweep / "2_model=conv_ae,seed=0"):
+        code, stdout, err = run_cli([sweep, "--out", out], capsys)
+        assert code == 2 and err.startswith("anomaly-bench-compare: error: --out ") and "inside" in err
+        assert len(err.splitlines()) == 1
+    (sweep / "summary.csv").write_text("job,status\n")
+    code, _, err = run_cli([sweep, "--out", sweep / "summary.csv"], capsys)
+    assert code == 2 and "would replace the sweep's own summary.csv" in err
+    assert result.read_bytes() == before and not (result.parent / "report.md").exists()
+    code, _, _ = run_cli([sweep, "--out", sweep / "report.md"], capsys)  # beside the runs is fine
+    assert code == 0 and (sweep / "report.md").is_file()
