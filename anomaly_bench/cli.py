@@ -73,7 +73,7 @@ def parse_overrides(overrides: list[str]) -> list:
                 key, _, value = text.partition("=")
                 if not value.isascii() and not value[:1] in ("'", '"'):
                     raise ConfigError(f"{shown(text)}: unquoted values must be plain ASCII; quote the value for "
-                                      f"Hydra and the shell: \"{key}='{shown(value, 160)[1:-1]}'\"") from None
+                                      f"Hydra and the shell: \"{key}='{shown(value, 160, quote=False)}'\"") from None
                 raise ConfigError(f"{shown(text)} is not a valid override: {_one_line(exc)}") from None
         raise ConfigError(_one_line(exc)) from None
 
@@ -91,7 +91,7 @@ def check_group_options(overrides: list[str]) -> None:
         allowed = group_options(group)
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
-                raise ConfigError(f"{group}={shown(value)} is not a known option; allowed: {', '.join(allowed)}")
+                raise ConfigError(f"{group}={shown(value, quote=False)} is not a known option; allowed: {', '.join(allowed)}")
 
 
 def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
@@ -185,7 +185,7 @@ def _refuse_used_run_folder(folder: Path) -> None:
                           f"{shown(metrics.get('status'), 40)}); a run never writes into another run's folder: "
                           "choose a new folder")
     listed = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    raise ConfigError(f"hydra.run.dir={shown(str(folder))} is not empty (it holds {shown(listed, 120)[1:-1]}); "
+    raise ConfigError(f"hydra.run.dir={shown(str(folder))} is not empty (it holds {shown(listed, 120, quote=False)}); "
                       "a run goes into a new or empty folder")
 
 

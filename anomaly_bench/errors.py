@@ -25,14 +25,14 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def shown(value: object, limit: int = MAX_SHOWN) -> str:
+def shown(value: object, limit: int = MAX_SHOWN, quote: bool = True) -> str:
     """A value as an error line echoes it (strings quoted), shortened with '…' past ``limit`` characters.
 
     A 20 KB value pasted on the command line must not become a 20 KB error line.
     """
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    return _cut(repr(value) if isinstance(value, str) else str(value), limit)
+    return _cut(repr(value) if isinstance(value, str) and quote else str(value), limit)
 
 
 def one_line(message: object, limit: int = 2 * MAX_SHOWN) -> str:

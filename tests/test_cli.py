@@ -99,6 +99,8 @@ def test_failure_mid_training_is_recorded_not_hidden(tmp_path):
                            "paths.output_dir=out", cwd=tmp_path)
     assert result.returncode == 1
     (folder,) = (tmp_path / "out" / "runs").glob("*/*")
+    assert result.stderr.splitlines() == [f"anomaly-bench: error: the run failed: RuntimeError: boom: simulated "
+                                          f"failure mid-training; traceback in {folder.resolve() / 'error.txt'}"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "boom" in metrics["error"]
     assert "auroc" not in metrics
