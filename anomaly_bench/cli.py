@@ -271,6 +271,11 @@ def run_single(cfg: DictConfig, output_dir: Path) -> dict:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         _run_failed(exc, output_dir)
+    except KeyboardInterrupt as exc:  # Ctrl-C before the run started its folder: still say failed
+        from anomaly_bench.run_folder import record_failure
+
+        record_failure(output_dir, exc)
+        raise
     raise AssertionError("unreachable")
 
 
