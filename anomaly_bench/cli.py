@@ -48,7 +48,7 @@ def _one_line(exc: BaseException) -> str:
     parts = []
     while exc is not None and len(parts) < 3:
         first = one_line(exc)
-        if first and first not in parts:
+        if first and first != "None" and first not in parts:
             parts.append(first)
         exc = exc.__cause__ or exc.__context__
     return "; ".join(parts) or "invalid configuration"
@@ -74,7 +74,9 @@ def parse_overrides(overrides: list[str]) -> list:
                 if not value.isascii() and not value[:1] in ("'", '"'):
                     raise ConfigError(f"{shown(text)}: unquoted values must be plain ASCII; quote the value for "
                                       f"Hydra and the shell: \"{key}='{shown(value, 160, quote=False)}'\"") from None
-                raise ConfigError(f"{shown(text)} is not a valid override: {_one_line(exc)}") from None
+                hint = (f"; to pass the value literally, quote it: \"{key}='{shown(value, 160, quote=False)}'\""
+                        if value and value[:1] not in ("'", '"', "[", "{") else "")
+                raise ConfigError(f"{shown(text)} is not a valid override: {_one_line(exc)}{hint}") from None
         raise ConfigError(_one_line(exc)) from None
 
 
@@ -165,6 +167,7 @@ def check_output_folder(cfg: DictConfig, overrides: list[str], multirun: bool) -
         raise ConfigError(f"{named}: {shown(str(existing))} is a file, not a folder; choose a folder you can write to")
     if existing == folder and not multirun:
         _refuse_used_run_folder(folder)
+    _refuse_inside_a_run(key, folder, existing, multirun)
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".anomaly-bench-write-test-", dir=existing))
     except OSError as exc:
@@ -187,6 +190,18 @@ def _refuse_used_run_folder(folder: Path) -> None:
     listed = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     raise ConfigError(f"hydra.run.dir={shown(str(folder))} is not empty (it holds {shown(listed, 120, quote=False)}); "
                       "a run goes into a new or empty folder")
+
+
+def _refuse_inside_a_run(key: str, folder: Path, existing: Path, multirun: bool) -> None:
+    """A sweep folder that is a run folder, or any folder inside one, would change a finished run."""
+    from anomaly_bench.run_folder import METRICS_FILE
+
+    candidates = [existing, *existing.parents] if (multirun or existing != folder) else list(existing.parents)
+    for candidate in candidates:
+        if (candidate / METRICS_FILE).is_file():
+            where = "is a run folder" if candidate == folder else f"lies in {shown(str(candidate))}, a run folder"
+            raise ConfigError(f"{key}={shown(str(folder))} {where}; a run never writes into another run's folder: "
+                              "choose a folder outside it")
 
 
 _existing_before_run: Path | None = None

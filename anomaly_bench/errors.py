@@ -35,7 +35,10 @@ def shown(value: object, limit: int = MAX_SHOWN, quote: bool = True) -> str:
     return _cut(repr(value) if isinstance(value, str) and quote else str(value), limit)
 
 
-def one_line(message: object, limit: int = 2 * MAX_SHOWN) -> str:
-    """The first line of a message, every word longer than ``limit`` characters (a value, a path) shortened."""
+def one_line(message: object, limit: int = MAX_SHOWN + 60) -> str:
+    """The first line of a message, every word longer than ``limit`` characters (a value, a path) shortened.
+
+    The limit leaves room for a ``key=`` before a value :func:`shown` has already shortened.
+    """
     first = (str(message).strip().splitlines() or [""])[0]
     return " ".join(_cut(word, limit) for word in first.split(" "))

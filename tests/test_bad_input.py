@@ -95,12 +95,17 @@ def test_unwritable_or_used_output_folders_are_refused_before_hydra(tmp_path, mo
     RunFolder(finished).start({"model": "pca"})
     line = precheck_error("hydra.run.dir=finished")
     assert line.startswith("hydra.run.dir='finished' already holds a run (status 'running')")
+    assert "lies in 'finished', a run folder" in precheck_error("hydra.run.dir=finished/inner")
+    assert "is a run folder" in precheck_error("-m", "model=pca,knn", "hydra.sweep.dir=finished")
+    assert "quote it: \"hydra.run.dir='a=b'\"" in precheck_error("hydra.run.dir=a=b")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert "is not empty (it holds notes.txt)" in precheck_error("hydra.run.dir=other")
     (tmp_path / "empty").mkdir()
     cli.precheck(["hydra.run.dir=empty", "model=pca"])  # an empty folder is fine
-    cli.precheck(["-m", "model=pca,knn", "hydra.sweep.dir=finished"])  # sweeps resume into used folders
+    (tmp_path / "sweep" / "0_job").mkdir(parents=True)
+    RunFolder(tmp_path / "sweep" / "0_job").start({"model": "pca"})
+    cli.precheck(["-m", "model=pca,knn", "hydra.sweep.dir=sweep"])  # sweeps resume into used sweep folders
     with pytest.raises(ConfigError, match="cannot create folders in '/proc'"):
         cli.precheck(["-m", "model=pca,knn", "paths.output_dir=/proc/x"])
 
