@@ -1,7 +1,10 @@
 """The ``anomaly-bench`` command: a thin Hydra wrapper around :func:`anomaly_bench.run.run`.
 
-Hydra owns argv. Before handing over, single runs are composed and validated once here so
-that bad input ends with one line and exit code 2 before Hydra creates a run folder.
+Hydra owns argv. Before handing over, the command is composed and checked once here (the
+settings of a single run; the output folder of runs and sweeps) so that bad input ends with
+one line and exit code 2 before Hydra creates or touches a folder. TensorFlow's native
+start-up lines are filtered from stderr (anomaly_bench.native_stderr). Once the run folder
+exists, bad input still exits 2 and removes it; any other failure leaves ``status: failed``.
 """
 from __future__ import annotations
 
