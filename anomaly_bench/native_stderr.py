@@ -11,6 +11,7 @@ the CLI's error line, logging) writes straight to the terminal, untouched by the
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import re
 import sys
@@ -71,6 +72,8 @@ def filter_native_logs() -> None:
     _installed = True
     sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
                            errors="backslashreplace")
+    if faulthandler.is_enabled():  # a fatal crash's traceback must not wait for the pump thread
+        faulthandler.enable(file=sys.stderr)
     pump = threading.Thread(target=_pump, args=(read_fd, terminal), name="native-stderr-filter", daemon=True)
     pump.start()
 

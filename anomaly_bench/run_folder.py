@@ -41,8 +41,12 @@ def now_iso() -> str:
 def write_json(path: Path, payload: dict) -> None:
     """Write atomically (temp file + rename): readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written temporary file (full disk) is no one's
+        raise
 
 
 def read_metrics(folder: Path) -> dict | None:
