@@ -133,7 +133,7 @@ def test_cli_one_line_exit_2_fast_and_nothing_written(tmp_path):
 
 
 @needs_mnist
-def test_tensorflow_start_up_lines_are_silenced_and_verbose_shows_them(tmp_path):
+def test_tensorflow_start_up_lines_are_silenced(tmp_path):
     """A bad model setting is found after TensorFlow is imported: still exactly one stderr line."""
     result = anomaly_bench("model=knn", "model.k=-1", "paths.output_dir=out", cwd=tmp_path)
     assert result.returncode == 2
