@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from io import StringIO
@@ -519,9 +520,13 @@ def test_a_hostile_folder_is_corrupt_and_the_good_runs_still_print(sweep, tmp_pa
     (deep / "metrics.json").write_text("[" * 200_000 + "]" * 200_000)
     huge = write_run(sweep / "8_huge", config_with(trainer__seed=8), scores=False)
     (huge / "metrics.json").write_text((huge / "metrics.json").read_text().replace('"auroc": 0.9', '"auroc": 1' + "0" * 400))
+    write_run(sweep / os.fsdecode(b"9_latin1_\xe9t\xe9"), config_with(trainer__seed=9), auroc=0.7)  # not UTF-8
     code, out, err = run_cli([sweep, "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys)
     assert code == 0, err
-    text = (tmp_path / f"r.{fmt}").read_text()
+    raw = (tmp_path / f"r.{fmt}").read_bytes()
+    escaped = b"9_latin1_\\udce9t\\udce9"  # JSON escapes the undecodable bytes
+    assert (escaped if fmt == "json" else b"9_latin1_\xe9t\xe9") in raw  # the folder's own bytes, whatever the locale
+    text = raw.decode("utf-8", "replace")
     assert "2_model=conv_ae,seed=0" in text and "7_deep" in text and "8_huge" in text
     if fmt == "csv":
         assert "corrupt: " in err and "unreadable (RecursionError" in err and "unreadable (OverflowError" in err

@@ -225,15 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     except NothingFound as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
+    # Folder names that are not UTF-8 come back as their original bytes, whatever the locale.
+    data = text.encode("utf-8", "surrogateescape")
     if args.out is None:
         try:
-            sys.stdout.write(text)
             sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         except BrokenPipeError:  # `... | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_bytes(data)
     except OSError as exc:
         print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None

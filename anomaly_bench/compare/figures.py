@@ -36,8 +36,9 @@ class Curve:
 
 
 def plain(text: str) -> str:
-    """Matplotlib would read '$...$' in a folder name or config value as mathtext."""
-    return text.replace("$", r"\$")
+    """Matplotlib would read '$...$' in a folder name or config value as mathtext, and cannot draw
+    the bytes of a folder name that is not UTF-8 (shown as \ufffd)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
 
 
 def _png(fig: plt.Figure) -> bytes:
