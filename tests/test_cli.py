@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from anomaly_bench.native_stderr import is_native_log_line
 from conftest import REPO, TINY, needs_mnist
 
 TESTS = Path(__file__).resolve().parent
@@ -53,6 +54,8 @@ def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
         log = (folder / "run.log").read_text()
         assert "stage fit" in log and "epoch 1/1" in log and "\r" not in log
     assert "epoch 1/1" in outputs[0][0] + outputs[0][1]
+    for _, stderr in outputs:  # no TensorFlow C++ start-up line (absl, oneDNN, cuInit) reaches the terminal
+        assert not [line for line in stderr.splitlines() if is_native_log_line(line.encode())], stderr
 
 
 BAD_INPUTS = [
