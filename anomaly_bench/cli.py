@@ -259,11 +259,10 @@ def _discard_bad_input_folder(output_dir: Path) -> None:
             break
 
 
-def _run_failed(exc: BaseException, output_dir: Path) -> None:
-    """A failure that is not bad input: the folder says failed (error.txt holds the traceback), exit 1."""
-    from anomaly_bench.run_folder import ERROR_FILE, record_failure
+def _run_failed(exc: BaseException, output_dir: Path, problem: str | None) -> None:
+    """A failure that is not bad input: one line saying where the traceback is, exit 1."""
+    from anomaly_bench.run_folder import ERROR_FILE
 
-    problem = record_failure(output_dir, exc)
     what = f"{type(exc).__name__}: {one_line(exc)}".rstrip(": ")
     if problem is None:
         where = f"traceback in {output_dir / ERROR_FILE}"
@@ -274,26 +273,25 @@ def _run_failed(exc: BaseException, output_dir: Path) -> None:
 
 
 def run_single(cfg: DictConfig, output_dir: Path) -> dict:
-    """One run in its Hydra folder: bad input exits 2 and leaves no folder; any other failure leaves
-    ``status: failed`` with ``error.txt`` and exits 1 (``HYDRA_FULL_ERROR=1``: the exception itself)."""
+    """One run in its Hydra folder: bad input exits 2 and leaves no folder; any other failure
+    (Ctrl-C included) leaves ``status: failed`` with ``error.txt`` and exits 1.
+    ``HYDRA_FULL_ERROR=1`` re-raises the exception after the folder is dealt with."""
     from anomaly_bench.run import run
+    from anomaly_bench.run_folder import record_failure
 
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         return run(cfg, output_dir)
     except ConfigError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
         _discard_bad_input_folder(output_dir)
-        _bad_input(exc)
-    except Exception as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
-        _run_failed(exc, output_dir)
-    except KeyboardInterrupt as exc:  # Ctrl-C before the run started its folder: still say failed
-        from anomaly_bench.run_folder import record_failure
-
-        record_failure(output_dir, exc)
-        raise
+        _bad_input(exc)
+    except BaseException as exc:
+        problem = record_failure(output_dir, exc)
+        if full_error or not isinstance(exc, Exception):
+            raise
+        _run_failed(exc, output_dir, problem)
     raise AssertionError("unreachable")
 
 
