@@ -199,10 +199,11 @@ def _refuse_inside_a_run(key: str, folder: Path, existing: Path, multirun: bool)
     """A sweep folder that is a run folder, or any folder inside one, would change a finished run."""
     from anomaly_bench.run_folder import METRICS_FILE
 
-    candidates = [existing, *existing.parents] if (multirun or existing != folder) else list(existing.parents)
+    here = Path(os.path.abspath(existing))  # a relative path's parents stop at the working directory
+    candidates = [here, *here.parents] if (multirun or existing != folder) else list(here.parents)
     for candidate in candidates:
         if (candidate / METRICS_FILE).is_file():
-            where = "is a run folder" if candidate == folder else f"lies in {shown(str(candidate))}, a run folder"
+            where = "is a run folder" if candidate == Path(os.path.abspath(folder)) else f"lies in {shown(str(candidate))}, a run folder"
             raise ConfigError(f"{key}={shown(str(folder))} {where}; a run never writes into another run's folder: "
                               "choose a folder outside it")
 

@@ -95,7 +95,7 @@ def test_unwritable_or_used_output_folders_are_refused_before_hydra(tmp_path, mo
     RunFolder(finished).start({"model": "pca"})
     line = precheck_error("hydra.run.dir=finished")
     assert line.startswith("hydra.run.dir='finished' already holds a run (status 'running')")
-    assert "lies in 'finished', a run folder" in precheck_error("hydra.run.dir=finished/inner")
+    assert "finished', a run folder" in precheck_error("hydra.run.dir=finished/inner")
     assert "is a run folder" in precheck_error("-m", "model=pca,knn", "hydra.sweep.dir=finished")
     assert "quote it: \"hydra.run.dir='a=b'\"" in precheck_error("hydra.run.dir=a=b")
     (tmp_path / "other").mkdir()
