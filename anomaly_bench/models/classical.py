@@ -40,6 +40,12 @@ class PixelDetector(Detector):
         check_estimator(self.estimator, "model.estimator")
         self.image_shape = tuple(image_shape)
 
+    def check_data(self, splits: Splits) -> None:
+        n = len(splits.train)
+        if self.pca_components is not None and self.pca_components > n:
+            raise ConfigError(f"model.pca_components={self.pca_components} exceeds the {n} training images; "
+                              f"choose at most {n}")
+
     def _features(self, images: np.ndarray) -> np.ndarray:
         flat = images.reshape(len(images), -1)
         return self.pca.transform(flat) if self.pca is not None else flat
@@ -48,11 +54,6 @@ class PixelDetector(Detector):
         flat = splits.train.x.reshape(len(splits.train), -1)
         info: dict = {"feature_dim": int(flat.shape[1])}
         if self.pca_components is not None:
-            if self.pca_components > len(flat):
-                raise ConfigError(
-                    f"model.pca_components={self.pca_components} exceeds the {len(flat)} training images; "
-                    f"choose at most {len(flat)}"
-                )
             self.pca = PCA(n_components=self.pca_components, svd_solver="full").fit(flat)
             info.update(feature_dim=int(self.pca_components),
                         pca_explained_variance=float(self.pca.explained_variance_ratio_.sum()))

@@ -48,7 +48,7 @@ def adjust_center(center: np.ndarray, eps: float) -> np.ndarray:
 class DeepSVDD(keras.Model):
     """Bias-free conv encoder + fixed centre; ``call`` returns the representation."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (28, 28, 1), filters: tuple[int, ...] = (8, 4),
+    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (8, 4),
                  kernel_size: int = 5, rep_dim: int = 32, leaky_slope: float = 0.01, weight_decay: float = 1e-6,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -121,7 +121,8 @@ class DeepSVDDDetector(KerasDetector):
             raise ConfigError(f"model.filters={self.filters} must be a non-empty list of positive integers")
         if any(s % 2 ** len(self.filters) for s in image_shape[:2]):
             raise ConfigError(f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
-                              f"the image side {image_shape[0]}; use fewer layers")
+                              f"the image sides {image_shape[0]}x{image_shape[1]}; use fewer layers or set "
+                              "dataset.image_size")
         if self.eps <= 0:
             raise ConfigError(f"model.eps={self.eps} must be > 0 (centre coordinates nearer zero move to +/-eps)")
         if self.weight_decay < 0 or not 0 <= self.leaky_slope < 1:

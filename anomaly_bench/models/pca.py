@@ -39,12 +39,14 @@ class PCADetector(Detector):
             raise ConfigError(f"model.n_components={n!r} must be a count 1-{n_pixels} or a variance share in (0, 1)")
         self.image_shape = tuple(image_shape)
 
+    def check_data(self, splits: Splits) -> None:
+        n = len(splits.train)
+        if isinstance(self.n_components, int) and self.n_components > n:
+            raise ConfigError(f"model.n_components={self.n_components} exceeds the {n} training images; "
+                              f"choose at most {n}")
+
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         x = splits.train.x.reshape(len(splits.train), -1)
-        if isinstance(self.n_components, int) and self.n_components > len(x):
-            raise ConfigError(
-                f"model.n_components={self.n_components} exceeds the {len(x)} training images; choose at most {len(x)}"
-            )
         self.image_shape = tuple(splits.train.x.shape[1:])
         self.pca = PCA(n_components=self.n_components, svd_solver="full").fit(x)
         return FitResult(info={

@@ -144,6 +144,9 @@ class TransformClassifier(KerasDetector):
                 f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
                 "(8 = flips x rotations, 72 = with the 9 translations of the paper)"
             )
+        if image_shape[0] != image_shape[1]:
+            raise ConfigError(f"model={self.name} rotates images by 90 degrees, which needs square images; these are "
+                              f"{image_shape[0]}x{image_shape[1]}: set dataset.image_size=[S, S]")
         max_shift = min(image_shape[:2]) // 2
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 1 <= self.shift < max_shift:
             raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
