@@ -5,7 +5,8 @@ The five autoencoders of article 000 differ only in their layer lists and two sw
 AE), so they share this class. The anomaly score is the per-image reconstruction error.
 
 Shapes come from the data, never from the YAML: a Dense layer with ``units: image`` gets one
-unit per pixel value (H x W x C; 784 for MNIST, 3,072 for 32 x 32 RGB), and a layer with
+unit per pixel value (H x W x C; 784 for MNIST, 3,072 for 32 x 32 RGB), a convolution with
+``filters: channels`` one map per image channel (1 grey, 3 RGB), and a layer with
 ``padding: fit`` uses 'valid' padding when that brings the reconstruction to the image's
 size and 'same' otherwise (conv_ae: 16 -> 14 -> 28 for MNIST, 16 -> 32 for 32 x 32 images).
 A decoder that still misses the image shape is a one-line error before training.
@@ -28,17 +29,21 @@ from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 PREDICT_BATCH = 1024
 #: ``units: image`` in a layer spec: one unit per pixel value of the image.
 IMAGE_UNITS = "image"
+#: ``filters: channels`` in a layer spec: one output map per image channel.
+CHANNEL_FILTERS = "channels"
 #: ``padding: fit`` in a layer spec: 'valid' if that makes the output the image's size, else 'same'.
 FIT_PADDING = "fit"
 
 
 def specs_for_image(specs: list[dict], image_shape: tuple[int, ...], padding: str) -> list[dict]:
-    """Layer specs with ``units: image`` and ``padding: fit`` made concrete for this image shape."""
+    """Layer specs with ``units: image``, ``filters: channels`` and ``padding: fit`` made concrete for this image shape."""
     out = []
     for spec in specs:
         spec = dict(spec)
         if spec.get("units") == IMAGE_UNITS:
             spec["units"] = int(np.prod(image_shape))
+        if spec.get("filters") == CHANNEL_FILTERS:
+            spec["filters"] = int(image_shape[-1])
         if spec.get("padding") == FIT_PADDING:
             spec["padding"] = padding
         out.append(spec)
