@@ -135,6 +135,8 @@ def check_dataset(ds: DatasetConfig) -> None:
             raise ConfigError(f"dataset.{key}={value} must be a positive count or null (all images)")
     if ds.labelled_anomalies < 0:
         raise ConfigError(f"dataset.labelled_anomalies={ds.labelled_anomalies} must be >= 0")
+    if ds.split_seed < 0:
+        raise ConfigError(f"dataset.split_seed={ds.split_seed} must be an integer >= 0")
     if ds.source not in SOURCES:
         raise ConfigError(f"dataset.source={ds.source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
     if ds.source == "explicit" and not ds.path:

@@ -294,3 +294,25 @@ def test_classes_by_name_and_rest_over_the_datasets_own_classes(synthetic_raw):
         make_splits(synthetic_raw, ["nope"], "rest")
     with pytest.raises(ConfigError, match="overlaps"):
         make_splits(synthetic_raw, ["c1"], [1, 2])
+
+
+# ---------------------------------------------------------------- checks that need the data's size run before the folder
+@needs_mnist
+@pytest.mark.parametrize("overrides, message", [
+    (["model=knn", "model.k=100000"], "model.k=100000 exceeds the 270 training images"),
+    (["model=pca", "model.n_components=500"], "model.n_components=500 exceeds the 270 training images"),
+    (["model=ocsvm", "model.pca_components=500"], "model.pca_components=500 exceeds the 270 training images"),
+    (["model=ensemble", "model.members.knn.k=1000"], "model.members.knn.k=1000 exceeds the 270 training images"),
+    (["model=deep_ae", "dataset.max_train=5"], "dataset.val_fraction=0.1 of 5 normal training images rounds to 0"),
+    (["model=pca", "dataset.val_fraction=0.0001"], "rounds to 0 validation images, but threshold=val_mean_std needs"),
+    (["model=ensemble", "dataset.max_train=12"], "at least 2 normal images are held out"),
+])
+def test_settings_the_data_size_rules_out_fail_before_the_run_folder(tmp_path, overrides, message):
+    from anomaly_bench.run import run
+    from conftest import compose_config
+
+    cfg = compose_config(["dataset.max_train=300", "dataset.max_test=100", *overrides])
+    with pytest.raises(ConfigError) as info:
+        run(cfg, tmp_path / "run")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
