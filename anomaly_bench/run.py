@@ -84,6 +84,7 @@ def prepare(cfg: DictConfig):
     if detector.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
                           "set dataset.val_fraction > 0 (default 0.1)")
+    detector.check_settings()
     ds = settings.dataset
     raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout, image_size=ds.image_size, channels=ds.channels,
                    test_fraction=ds.test_fraction, split_seed=ds.split_seed, skip_unreadable=ds.skip_unreadable)

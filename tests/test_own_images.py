@@ -1,6 +1,5 @@
 """A user's own images: PNG class folders, MVTec AD trees, CIFAR-10 files, .npz of any size and
 channel count, run through every model (on files generated here; nothing is downloaded)."""
-import json
 import os
 import pickle
 import subprocess

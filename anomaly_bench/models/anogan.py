@@ -132,18 +132,11 @@ class AnoGANDetector(Detector):
         self._encoder_pass = None
 
     # ----------------------------------------------------------------- settings
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         _positive_int("latent_dim", self.latent_dim)
         _positive_ints("generator_filters", self.generator_filters)
         _positive_ints("discriminator_filters", self.discriminator_filters)
         _positive_int("kernel_size", self.kernel_size)
-        factor = 2 ** len(self.generator_filters)
-        if any(side % factor for side in image_shape[:2]):
-            raise ConfigError(
-                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
-                f"but the image sides {image_shape[0]}x{image_shape[1]} are not divisible by {factor}; use fewer "
-                "filters or set dataset.image_size"
-            )
         if self.leaky_slope < 0:
             raise ConfigError(f"model.leaky_slope={self.leaky_slope} must be >= 0")
         for key in ("g_learning_rate", "d_learning_rate", "search_lr", "encoder_learning_rate"):
@@ -161,6 +154,15 @@ class AnoGANDetector(Detector):
         _positive_int("sample_every", self.sample_every, minimum=0)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
         _positive_int("sample_grid", self.sample_grid)
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        factor = 2 ** len(self.generator_filters)
+        if any(side % factor for side in image_shape[:2]):
+            raise ConfigError(
+                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
+                f"but the image sides {image_shape[0]}x{image_shape[1]} are not divisible by {factor}; use fewer "
+                "filters or set dataset.image_size"
+            )
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:

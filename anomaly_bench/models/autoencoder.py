@@ -115,7 +115,7 @@ class ReconstructionDetector(KerasDetector):
         self.model: keras.Model | None = None
         self.encoder: keras.Model | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if self.input_layout not in ("image", "flat"):
             raise ConfigError(f"model.input_layout={self.input_layout!r} is not allowed; choose image or flat")
         if self.score_kind not in RECONSTRUCTION_SCORES:
@@ -130,6 +130,8 @@ class ReconstructionDetector(KerasDetector):
             keras.losses.get(self.loss)
         except (ValueError, TypeError):
             raise ConfigError(f"model.loss={self.loss!r} is not a Keras loss (e.g. binary_crossentropy, mse, mae)") from None
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:

@@ -33,11 +33,17 @@ class PixelDetector(Detector):
         self.pca: PCA | None = None
         self.image_shape: tuple[int, ...] = ()
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
-        n, n_pixels = self.pca_components, int(np.prod(image_shape))
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= n_pixels):
-            raise ConfigError(f"model.pca_components={n!r} must be null (raw pixels) or a count 1-{n_pixels}")
+    def check_settings(self) -> None:
+        n = self.pca_components
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"model.pca_components={n!r} must be null (raw pixels) or a count >= 1")
         check_estimator(self.estimator, "model.estimator")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        n, n_pixels = self.pca_components, int(np.prod(image_shape))
+        if n is not None and n > n_pixels:
+            raise ConfigError(f"model.pca_components={n} must be null (raw pixels) or a count 1-{n_pixels} "
+                              "(the pixels per image)")
         self.image_shape = tuple(image_shape)
 
     def check_data(self, splits: Splits) -> None:

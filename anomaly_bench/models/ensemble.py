@@ -77,7 +77,7 @@ class ScoreEnsemble(Detector):
     def needs_labelled_anomalies(self) -> bool:  # type: ignore[override]
         return any(getattr(m, "needs_labelled_anomalies", False) for m in self.members.values())
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if len(self.members) < 2:
             raise ConfigError(f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
                               "e.g. +model@model.members.pca=pca")
@@ -85,22 +85,26 @@ class ScoreEnsemble(Detector):
             if not isinstance(member, Detector):
                 raise ConfigError(f"model.members.{key} must be a model config with a _target_ detector "
                                   f"(e.g. +model@model.members.{key}=knn); got {type(member).__name__}")
-            try:
-                member.check(image_shape)
-            except ConfigError as exc:  # members word their errors as top-level model.<key>
-                raise ConfigError(str(exc).replace("model.", f"model.members.{key}.")) from None
+        self._each_member("check_settings")
         if self.combine not in COMBINE:
             raise ConfigError(f"model.combine={self.combine!r} is not allowed; choose one of: {', '.join(COMBINE)}")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        self._each_member("check_shape", image_shape)
+
+    def _each_member(self, method: str, *args) -> None:
+        """Call a check on every member; members word their errors as top-level model.<key>."""
+        for key, member in self.members.items():
+            try:
+                getattr(member, method)(*args)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("model.", f"model.members.{key}.")) from None
 
     def check_data(self, splits: Splits) -> None:
         if len(splits.val.normal) < 2:
             raise ConfigError(f"model={self.name} standardises its members on validation images; "
                               "set dataset.val_fraction so at least 2 normal images are held out")
-        for key, member in self.members.items():
-            try:
-                member.check_data(splits)
-            except ConfigError as exc:
-                raise ConfigError(str(exc).replace("model.", f"model.members.{key}.")) from None
+        self._each_member("check_data", splits)
 
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         normal_val = splits.val.normal.x

@@ -66,7 +66,7 @@ class KNNDetector(Detector):
         self.reference: np.ndarray | None = None
         self.reference_norms: np.ndarray | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
             raise ConfigError(f"model.k={self.k!r} must be a positive number of neighbours (at most the training images)")
         if self.features not in FEATURES:
@@ -76,7 +76,11 @@ class KNNDetector(Detector):
         if self.features == "encoder":
             if not isinstance(self.autoencoder, ReconstructionDetector):
                 raise ConfigError("model.features=encoder needs model.autoencoder, the config of a ReconstructionDetector")
-            self.autoencoder.check(image_shape)
+            self.autoencoder.check_settings()
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        if self.features == "encoder":
+            self.autoencoder.check_shape(image_shape)
 
     def check_data(self, splits: Splits) -> None:
         n_train = len(splits.train)

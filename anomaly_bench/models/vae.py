@@ -114,22 +114,24 @@ class VAEDetector(KerasDetector):
         self.latent_dim, self.beta, self.score_kind = latent_dim, float(beta), score
         self.model: ConvVAE | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         for key in ("latent_dim", "kernel_size", "dense_units"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"model.{key}={value!r} must be a positive integer")
         if not self.filters or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0 for f in self.filters):
             raise ConfigError(f"model.filters={self.filters} must be a non-empty list of positive integers")
+        if self.beta < 0:
+            raise ConfigError(f"model.beta={self.beta} must be >= 0")
+        if self.score_kind not in SCORES:
+            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
         side = 2 ** len(self.filters)
         if any(s % side for s in image_shape[:2]):
             raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image sides "
                               f"{image_shape[0]}x{image_shape[1]} must divide by {side} (use at most "
                               f"{min(_max_halvings(s) for s in image_shape[:2])} filters, or set dataset.image_size)")
-        if self.beta < 0:
-            raise ConfigError(f"model.beta={self.beta} must be >= 0")
-        if self.score_kind not in SCORES:
-            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
 
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,
