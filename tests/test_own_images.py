@@ -109,6 +109,16 @@ def _tiny_folder(root: Path, sizes=((8, 8), (8, 8)), modes=("L", "L")) -> Path:
     return root
 
 
+def test_16_bit_grey_files_are_scaled_to_8_bits_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    for part in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / part / name).mkdir(parents=True)
+            Image.fromarray(values).save(tmp_path / part / name / "0.png")
+    raw = load_raw("folder", path=str(tmp_path))
+    assert raw.x_train[0, 0, :, 0].tolist() == [0, 1, 128, 255]
+
+
 def test_unreadable_files_stop_the_run_or_are_skipped_and_listed(tmp_path):
     root = _tiny_folder(tmp_path / "d")
     bad = root / "train" / "a" / "broken.png"

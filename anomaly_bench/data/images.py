@@ -29,7 +29,16 @@ def to_pil(image: np.ndarray) -> Image.Image:
 
 
 def from_pil(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
-    """A decoded Pillow image as uint8 H x W x C, converted to ``channels`` and resized to ``size`` (H, W)."""
+    """A decoded Pillow image as uint8 H x W x C, converted to ``channels`` and resized to ``size`` (H, W).
+
+    16-bit grey images are scaled to 8 bits (value / 257), not clipped as Pillow's own conversion does."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{image.mode} pixel values {values.min():g}-{values.max():g} are outside 0-65535")
+        image = Image.fromarray(np.rint(values / 257.0).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        raise ValueError("floating-point image files have no defined pixel range; save them as 8- or 16-bit")
     image = image.convert("L" if channels == 1 else "RGB")
     if size is not None and image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), RESAMPLE)
