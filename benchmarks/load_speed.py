@@ -5,7 +5,8 @@ half PNG and half JPEG, in two class folders) once into a cache folder, then loa
 ``load_raw("folder", ...)`` in a fresh process per measurement and records the wall time and
 the process's peak resident memory (``ru_maxrss``), beside the memory of the same process
 just before loading (Python, numpy, Pillow, scikit-learn imported) and the size of the uint8
-array itself. Writes benchmarks/results/load_speed.md.
+array itself. Each count is loaded twice and the second load is reported (files in the OS cache,
+as for repeated runs). Writes benchmarks/results/load_speed.md.
 
     python benchmarks/load_speed.py [--counts 1000 10000] [--cache /tmp/anomaly-bench-load-speed]
 """
@@ -82,6 +83,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(folder, count)
         print(f"{count} images ready in {folder} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        measure(folder)  # first read: warms the OS file cache
         load = os.getloadavg()[0]
         result = measure(folder)
         result["load_average"] = load
@@ -94,7 +96,9 @@ def main() -> None:
         f"Generated {SIDE} x {SIDE} RGB images (half PNG, half JPEG quality 90, two class folders, a stratified",
         "20 % test split), read by `load_raw(\"folder\", path=...)` in a fresh process: Pillow decodes every file",
         "straight into one preallocated uint8 array. Peak memory is the process's `ru_maxrss`; `before` is",
-        "the same process just before loading (Python, numpy, Pillow, scikit-learn imported).",
+        "the same process just before loading (anomaly_bench.data, numpy and Pillow imported; scikit-learn,",
+        "which draws the test split, is imported during loading). Each count is read twice and the second",
+        "read is reported (files in the OS file cache, as on repeated runs).",
         f"Measured {date.today()} with `python benchmarks/load_speed.py` on {platform.machine()}, "
         f"{os.cpu_count()} CPU cores **shared with other jobs** (1-minute load average in the table): "
         "treat times as upper bounds.",

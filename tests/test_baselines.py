@@ -174,8 +174,8 @@ def test_settings_the_image_shape_rules_out_fail_in_check(model, override, messa
 @needs_mnist
 def test_k_above_the_training_images_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="model.k=400 exceeds the 270 training images"):
-        run(compose_config(["model=knn", "model.k=400", "dataset.max_train=300"]), tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+        run(compose_config(["model=knn", "model.k=400", "dataset.max_train=300"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # found after loading, before the run folder starts
 
 
 def test_cli_exits_2_for_a_bad_k(tmp_path):
