@@ -250,20 +250,22 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]
     loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
     what = ("held-out training images (model selection; not comparable with published test-set figures)"
-            if args.validation else "the official test set")
+            if args.validation else "the official test set" if dataset in DEFAULT_DATASETS
+            else "the test set (each run's metrics.json -> test_split says which)")
     suffix = "_validation" if args.validation else ""
     lines = [
         f"# One-class protocol: {dataset}{' (validation)' if args.validation else ''}",
         "",
         f"Train on the training images of one class (10 % held out as validation), score {what} with that",
         "class normal and every other class anomalous; AUROC in %. Per-class cells are means over seeds; "
-        "`± std` is the std over seeds of the 10-class mean.",
+        f"`± std` is the std over seeds of the {len(classes)}-class mean.",
         f"`s / class` is the mean wall time of one run (fit + score + plots) on a machine with {os.cpu_count()} CPU cores"
         + (f" **shared with other jobs** (1-minute load average {min(loads):.1f}-{max(loads):.1f} while the sweeps ran);"
            " treat the times as upper bounds." if loads else "."),
         f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
         f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
+        + (f" --path {args.path}" if args.path else "") + (f" --classes {' '.join(args.classes)}" if args.classes else "")
         + (" --validation" if args.validation else "") + "`"
         + f" (`all`: every model but the supervised {', '.join(SUPERVISED)}, which trains on labelled anomalies;"
         " a row name after the model name lists its overrides).",
