@@ -17,16 +17,14 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from anomaly_bench.data.sources import SOURCES
+from anomaly_bench.data.sources import DATASETS, OWN_DATASETS, SOURCES, SPECS
 from anomaly_bench.errors import ConfigError, shown
-
-N_CLASSES = 10
-
 
 @dataclass
 class DatasetConfig:
     name: str = "mnist"
-    normal_classes: list[int] = field(default_factory=lambda: [0])
+    # Class indices, or class names (folder names for dataset=folder / mvtec).
+    normal_classes: list[Any] = field(default_factory=lambda: [0])
     anomaly_classes: Any = "rest"
     labelled_anomalies: int = 0
     val_fraction: float = 0.1
@@ -36,6 +34,13 @@ class DatasetConfig:
     source: str = "auto"
     path: Optional[str] = None
     download_timeout: float = 10.0
+    # [H, W] to resize every image to (null = the data's own size); 1 or 3 channels (null = the data's own).
+    image_size: Optional[list[int]] = None
+    channels: Optional[int] = None
+    # dataset=folder without train/ and test/ subfolders: the stratified share of each class held out for testing.
+    test_fraction: float = 0.2
+    # Unreadable image files: false = refuse with the file's name; true = skip them (listed in metrics.json).
+    skip_unreadable: bool = False
 
 
 @dataclass
@@ -92,35 +97,45 @@ def _typed(schema: type, node: Any, group: str):
         raise ConfigError(f"{key}: {reason}") from None
 
 
-def _check_classes(key: str, value: Any) -> list[int]:
+def _check_classes(key: str, value: Any, names: tuple[str, ...] | None) -> list:
+    """Indices or names; with a dataset's known class list (``names``) also their range, before loading."""
     if not isinstance(value, (list, tuple, ListConfig)) or len(value) == 0:
-        example = f"[{value}]" if isinstance(value, int) and not isinstance(value, bool) else "[0]"
-        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes 0-{N_CLASSES - 1}, such as {example}")
-    bad = [c for c in value if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < N_CLASSES]
+        example = f"[{value}]" if isinstance(value, (int, str)) and not isinstance(value, bool) else "[0]"
+        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes (indices or names), such as {example}")
+    n = len(names) if names is not None else None
+    bad = [c for c in value if not (isinstance(c, str) and c and (names is None or c in names))
+           and not (isinstance(c, int) and not isinstance(c, bool) and c >= 0 and (n is None or c < n))]
     if bad:
-        raise ConfigError(f"{key}={list(value)} contains {bad}; allowed classes are 0-{N_CLASSES - 1}")
+        allowed = f"allowed classes are 0-{n - 1}" if n is not None else "allowed are class indices >= 0 or class names"
+        if names is not None and names != tuple(str(c) for c in range(n)):
+            allowed += f" or their names ({', '.join(names)})"
+        raise ConfigError(f"{key}={list(value)} contains {bad}; {allowed}")
     if len(set(value)) != len(value):
         raise ConfigError(f"{key}={list(value)} lists a class twice")
-    return [int(c) for c in value]
+    return list(value)
 
 
 def check_dataset(ds: DatasetConfig) -> None:
-    normal = _check_classes("dataset.normal_classes", ds.normal_classes)
+    """What can be checked before loading; class lists of a user's own data are checked again after."""
+    if ds.name not in DATASETS:
+        raise ConfigError(f"dataset.name={ds.name!r} is not supported; allowed: {', '.join(DATASETS)}")
+    names = SPECS[ds.name].class_names if ds.name in SPECS else None
+    normal = _check_classes("dataset.normal_classes", ds.normal_classes, names)
     if ds.anomaly_classes == "rest":
-        anomalous = [c for c in range(N_CLASSES) if c not in normal]
-        if not anomalous:
-            raise ConfigError("dataset.normal_classes lists all 10 classes; no anomaly class is left for anomaly_classes=rest")
+        if names is not None and len(set(normal)) == len(names):
+            raise ConfigError(f"dataset.normal_classes lists all {len(names)} classes; no anomaly class is left for "
+                              "anomaly_classes=rest")
     elif isinstance(ds.anomaly_classes, str):
         raise ConfigError(f"dataset.anomaly_classes={shown(ds.anomaly_classes)} must be 'rest' or a list of "
-                          "classes 0-9, such as [1,2]")
+                          "classes, such as [1,2]")
     else:
-        anomalous = _check_classes("dataset.anomaly_classes", ds.anomaly_classes)
-    overlap = sorted(set(normal) & set(anomalous))
-    if overlap:
-        raise ConfigError(
-            f"dataset.anomaly_classes={list(anomalous)} overlaps dataset.normal_classes={normal} in {overlap}; "
-            "a class is either normal or anomalous"
-        )
+        anomalous = _check_classes("dataset.anomaly_classes", ds.anomaly_classes, names)
+        overlap = [c for c in anomalous if c in normal]
+        if overlap:
+            raise ConfigError(
+                f"dataset.anomaly_classes={list(anomalous)} overlaps dataset.normal_classes={normal} in {overlap}; "
+                "a class is either normal or anomalous"
+            )
     if not 0.0 <= ds.val_fraction < 1.0:
         raise ConfigError(f"dataset.val_fraction={ds.val_fraction} must be in [0, 1)")
     for key in ("max_train", "max_test"):
@@ -133,8 +148,17 @@ def check_dataset(ds: DatasetConfig) -> None:
         raise ConfigError(f"dataset.split_seed={ds.split_seed} must be a whole number >= 0")
     if ds.source not in SOURCES:
         raise ConfigError(f"dataset.source={shown(ds.source)} is not allowed; choose one of: {', '.join(SOURCES)}")
+    if ds.name in OWN_DATASETS and not ds.path:
+        raise ConfigError(f"dataset={ds.name} needs dataset.path=<{OWN_DATASETS[ds.name]}>")
     if ds.source == "explicit" and not ds.path:
         raise ConfigError("dataset.source=explicit needs dataset.path=<IDX folder or .npz>")
+    if ds.image_size is not None and (len(ds.image_size) != 2 or any(s < 1 for s in ds.image_size)):
+        raise ConfigError(f"dataset.image_size={list(ds.image_size)} must be [H, W] with two positive sizes, or null "
+                          "(the data's own size)")
+    if ds.channels not in (None, 1, 3):
+        raise ConfigError(f"dataset.channels={ds.channels} must be 1 (grey), 3 (RGB) or null (the data's own)")
+    if not 0.0 < ds.test_fraction < 1.0:
+        raise ConfigError(f"dataset.test_fraction={ds.test_fraction} must be in (0, 1)")
 
 
 def check_trainer(tr: TrainerConfig) -> None:

@@ -78,6 +78,14 @@ def confusion(matrix: list[list[int]], path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def show_image(ax: plt.Axes, image: np.ndarray) -> None:
+    """One H x W x C image in [0, 1]: grey for one channel, in colour for three."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(image, 0.0, 1.0))
+
+
 def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> None:
     """Rows of images, each with a label: originals above their reconstructions."""
     n_cols = max(len(images) for _, images in rows)
@@ -87,7 +95,7 @@ def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) 
             ax = axes[r][c]
             ax.axis("off")
             if c < len(images):
-                ax.imshow(np.squeeze(images[c]), cmap="gray", vmin=0, vmax=1)
+                show_image(ax, images[c])
         axes[r][0].set_title(label, loc="left", fontsize=8)
     fig.suptitle(title, fontsize=9)
     _save(fig, path)

@@ -29,7 +29,6 @@ from anomaly_bench.thresholds import ScoreSets, ThresholdRule
 from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
 
 log = logging.getLogger("anomaly_bench")
-IMAGE_SHAPE = (28, 28, 1)
 
 
 def _versions() -> dict[str, str]:
@@ -57,7 +56,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def prepare(cfg: DictConfig):
-    """Validate and build everything that can fail for a reason the user can fix."""
+    """Validate and build everything that can fail for a reason the user can fix.
+
+    Settings come first, then the data (read and checked), then what needs the data: the
+    detector's shape checks (the image shape comes from the data) and its size checks (k
+    neighbours, PCA components, validation images). All of it happens before a run folder starts.
+    """
     settings = validate(cfg)
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
     if rule.needs_validation and settings.dataset.val_fraction == 0:
@@ -71,14 +75,40 @@ def prepare(cfg: DictConfig):
     if detector.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
                           "set dataset.val_fraction > 0 (default 0.1)")
-    detector.check(IMAGE_SHAPE)
+    detector.check_settings()
     ds = settings.dataset
-    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout)
+    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout, image_size=ds.image_size, channels=ds.channels,
+                   test_fraction=ds.test_fraction, split_seed=ds.split_seed, skip_unreadable=ds.skip_unreadable)
     splits = make_splits(
         raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
         ds.labelled_anomalies, ds.split_seed,
     )
+    detector.check(raw.image_shape)
+    detector.check_data(splits)
+    _check_validation_size(settings, rule, detector, splits)
     return settings, rule, detector, raw, splits
+
+
+def _check_validation_size(settings: RunSettings, rule: ThresholdRule, detector, splits: Splits) -> None:
+    """A validation share that rounds to no image is refused when anything needs validation images."""
+    if len(splits.val):
+        return
+    es = settings.trainer.early_stopping
+    users = [f"threshold={rule.name}"] * rule.needs_validation + [f"model={detector.name}"] * detector.needs_validation
+    users += ["trainer.early_stopping"] * (es.enabled and es.monitor.startswith("val_"))
+    if users and settings.dataset.val_fraction > 0:
+        n = len(splits.train) - int(splits.train.labels.sum())
+        raise ConfigError(f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
+                          f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
+                          "or dataset.max_train")
+
+
+def data_facts(raw, splits: Splits) -> dict:
+    """What the data layer did, for metrics.json: shapes, conversion, class names, skipped files."""
+    return {**raw.info, "class_names": splits.class_names,
+            "normal_class_names": splits.names(splits.normal_classes),
+            "anomaly_class_names": splits.names(splits.anomaly_classes),
+            "model_input": "float32 in [0, 1] (uint8 / 255)"}
 
 
 def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
@@ -91,7 +121,7 @@ def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
 
 def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
                     test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict) -> list[str]:
-    title = f"{settings.dataset.name} {detector.name} normal={splits.normal_classes}"
+    title = f"{settings.dataset.name} {detector.name} normal={splits.names(splits.normal_classes)}"
     test = splits.test
     pd.DataFrame({
         "index": test.index, "label": test.labels, "class": test.classes,
@@ -154,7 +184,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
         "seed": settings.trainer.seed, "threads": settings.trainer.threads,
         "data_source": raw.source, "data_location": raw.location,
-        "test_split": raw.test_split, **counts, "versions": _versions(), "config": config_snapshot(cfg),
+        "test_split": raw.test_split, **counts, "data": data_facts(raw, splits), "versions": _versions(), "config": config_snapshot(cfg),
     })
     try:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
@@ -178,7 +208,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold, **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
-            "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged),
+            "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged, splits.class_names),
             **detector.describe(), **fit.info,
         }
         log.info("stage artefacts: writing plots and model")

@@ -14,7 +14,8 @@ def test_every_group_option_composes_and_validates(group):
     options = group_options(group)
     assert options, f"conf/{group} is empty"
     for option in options:
-        cfg = compose_config([f"{group}={option}"])
+        # A user's own images (folder, mvtec, npz) need a path; any path passes validation.
+        cfg = compose_config([f"{group}={option}", *(["dataset.path=data"] if group == "dataset" else [])])
         settings = validate(cfg)
         if group == "model":
             assert cfg.model.name

@@ -198,13 +198,13 @@ def group_table(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _protocol_class(config: dict) -> int | None:
-    """The normal class of a one-class-protocol run: one class in 0-9, every other class anomalous."""
+def _protocol_class(config: dict) -> int | str | None:
+    """The normal class of a one-class-protocol run: one class (0-9 or a class name), every other class anomalous."""
     value = config.get(CLASS_KEY)
     if not (isinstance(value, list) and len(value) == 1 and not isinstance(value[0], bool)
-            and value[0] in PROTOCOL_CLASSES):
+            and (value[0] in PROTOCOL_CLASSES or isinstance(value[0], str))):
         return None
-    cls = int(value[0])
+    cls = value[0]
     anomalies = config.get(ANOMALY_KEY, REST)
     others = [c for c in PROTOCOL_CLASSES if c != cls]
     rest = anomalies == REST or (isinstance(anomalies, list) and all(type(a) is int for a in anomalies)
@@ -212,7 +212,14 @@ def _protocol_class(config: dict) -> int | None:
     return cls if rest else None
 
 
-def one_class_classes(records: list[RunRecord]) -> list[int] | None:
+def class_label(record: RunRecord) -> str:
+    """A run's normal class as a column header: its name from metrics.json (folder datasets name
+    classes after folders), else the configured value."""
+    names = record.metrics.get("data.normal_class_names")
+    return str(names[0]) if isinstance(names, list) and len(names) == 1 else str(record.config[CLASS_KEY][0])
+
+
+def one_class_classes(records: list[RunRecord]) -> list[int | str] | None:
     """The normal classes when every completed run follows the one-class protocol and they vary, else None."""
     classes = []
     for record in records:
@@ -222,7 +229,7 @@ def one_class_classes(records: list[RunRecord]) -> list[int] | None:
         if cls is None:
             return None
         classes.append(cls)
-    distinct = sorted(set(classes))
+    distinct = sorted(set(classes), key=str)
     return distinct if len(distinct) > 1 else None
 
 
@@ -236,7 +243,7 @@ def per_class_table(runs: pd.DataFrame, records: list[RunRecord], keys: list[str
     if runs[metric].dtype == object:
         raise ConfigError(f"--per-class needs a numeric metric; {metric!r} is text")
     scale = 100.0 if metric in UNIT_METRICS else 1.0
-    done = runs.assign(_cls=[int(r.config[CLASS_KEY][0]) if r.ok else -1 for r in records])
+    done = runs.assign(_cls=[class_label(r) if r.ok else "" for r in records])
     done = done[done["status"] == "completed"]
     cells = done.pivot_table(index=keys, columns="_cls", values=metric, aggfunc="mean") * scale
     cells.columns = [str(c) for c in cells.columns]

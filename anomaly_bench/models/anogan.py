@@ -38,14 +38,17 @@ PREDICT_BATCH = 512
 
 
 def save_grid(images: np.ndarray, path: Path, columns: int) -> None:
-    """Tile images in [0, 1] into one grayscale PNG, ``columns`` per row."""
+    """Tile images in [0, 1] into one PNG, ``columns`` per row: grey for one channel, colour for three."""
     rows = -(-len(images) // columns)
-    h, w = images.shape[1:3]
-    canvas = np.ones((rows * h, columns * w), "float32")
+    h, w, c = images.shape[1:4]
+    canvas = np.ones((rows * h, columns * w, c), "float32")
     for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image[..., 0]
-    plt.imsave(path, canvas, cmap="gray", vmin=0.0, vmax=1.0)
+        r, col = divmod(i, columns)
+        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    if c == 1:
+        plt.imsave(path, canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        plt.imsave(path, np.clip(canvas, 0.0, 1.0))
 
 
 class GANProgress(keras.callbacks.Callback):
@@ -129,17 +132,11 @@ class AnoGANDetector(Detector):
         self._encoder_pass = None
 
     # ----------------------------------------------------------------- settings
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         _positive_int("latent_dim", self.latent_dim)
         _positive_ints("generator_filters", self.generator_filters)
         _positive_ints("discriminator_filters", self.discriminator_filters)
         _positive_int("kernel_size", self.kernel_size)
-        side = image_shape[0]
-        if side % 2 ** len(self.generator_filters):
-            raise ConfigError(
-                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
-                f"but the image side {side} is not divisible by {2 ** len(self.generator_filters)}"
-            )
         if self.leaky_slope < 0:
             raise ConfigError(f"model.leaky_slope={self.leaky_slope} must be >= 0")
         for key in ("g_learning_rate", "d_learning_rate", "search_lr", "encoder_learning_rate"):
@@ -157,6 +154,15 @@ class AnoGANDetector(Detector):
         _positive_int("sample_every", self.sample_every, minimum=0)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
         _positive_int("sample_grid", self.sample_grid)
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        factor = 2 ** len(self.generator_filters)
+        if any(side % factor for side in image_shape[:2]):
+            raise ConfigError(
+                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
+                f"but the image sides {image_shape[0]}x{image_shape[1]} are not divisible by {factor}; use fewer "
+                "filters or set dataset.image_size"
+            )
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:

@@ -28,15 +28,16 @@ def build_generator(latent_dim: int, filters: list[int], kernel_size: int, slope
                     image_shape: tuple[int, ...]) -> keras.Model:
     """z -> Dense(s*s*filters[0]) -> [up-sample -> Conv(f)]... -> up-sample -> Conv(channels), tanh.
 
-    With the article's filters [128, 64] and 28x28 images: Dense 7*7*128, up to 14x14 with
-    64 maps, up to 28x28 with one map. Batch norm after the dense and hidden convs (DCGAN).
+    The projection has the image's sides divided by 2 per up-sampling: with the article's
+    filters [128, 64] and MNIST's 28x28 images, Dense 7*7*128, up to 14x14 with 64 maps, up to
+    28x28 with one map. Batch norm after the dense and hidden convs (DCGAN).
     """
-    side = image_shape[0] // 2 ** len(filters)
+    height, width = (s // 2 ** len(filters) for s in image_shape[:2])
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(side * side * filters[0], name="project")(z)
+    x = layers.Dense(height * width * filters[0], name="project")(z)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(negative_slope=slope, name="project_act")(x)
-    x = layers.Reshape((side, side, filters[0]), name="reshape")(x)
+    x = layers.Reshape((height, width, filters[0]), name="reshape")(x)
     for i, f in enumerate(filters[1:], start=1):
         x = layers.UpSampling2D(name=f"up{i}")(x)
         x = layers.Conv2D(f, kernel_size, padding="same", name=f"conv{i}")(x)

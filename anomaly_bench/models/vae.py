@@ -58,7 +58,7 @@ def per_image_terms(images, reconstruction, mean, log_var):
 class ConvVAE(keras.Model):
     """Strided conv encoder to a ``latent_dim`` Gaussian, transposed-conv decoder back to the image."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (28, 28, 1), filters: tuple[int, ...] = (32, 64),
+    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (32, 64),
                  kernel_size: int = 3, dense_units: int = 16, latent_dim: int = 2, beta: float = 1.0,
                  seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -114,21 +114,24 @@ class VAEDetector(KerasDetector):
         self.latent_dim, self.beta, self.score_kind = latent_dim, float(beta), score
         self.model: ConvVAE | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         for key in ("latent_dim", "kernel_size", "dense_units"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"model.{key}={value!r} must be a positive integer")
         if not self.filters or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0 for f in self.filters):
             raise ConfigError(f"model.filters={self.filters} must be a non-empty list of positive integers")
-        side = 2 ** len(self.filters)
-        if any(s % side for s in image_shape[:2]):
-            raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image side {image_shape[0]} "
-                              f"must divide by {side} (use at most {_max_halvings(image_shape[0])} filters)")
         if self.beta < 0:
             raise ConfigError(f"model.beta={self.beta} must be >= 0")
         if self.score_kind not in SCORES:
             raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(SCORES)}")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        side = 2 ** len(self.filters)
+        if any(s % side for s in image_shape[:2]):
+            raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image sides "
+                              f"{image_shape[0]}x{image_shape[1]} must divide by {side} (use at most "
+                              f"{min(_max_halvings(s) for s in image_shape[:2])} filters, or set dataset.image_size)")
 
     def fit(self, splits: Splits, trainer: TrainerConfig) -> FitResult:
         self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,
