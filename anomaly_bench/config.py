@@ -101,7 +101,8 @@ def _check_classes(key: str, value: Any, names: tuple[str, ...] | None) -> list:
     """Indices or names; with a dataset's known class list (``names``) also their range, before loading."""
     if not isinstance(value, (list, tuple, ListConfig)) or len(value) == 0:
         example = f"[{value}]" if isinstance(value, (int, str)) and not isinstance(value, bool) else "[0]"
-        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of classes (indices or names), such as {example}")
+        kinds = f"classes 0-{len(names) - 1}" if names else "classes (indices or names)"
+        raise ConfigError(f"{key}={shown(value)} must be a non-empty list of {kinds}, such as {example}")
     n = len(names) if names is not None else None
     bad = [c for c in value if not (isinstance(c, str) and c and (names is None or c in names))
            and not (isinstance(c, int) and not isinstance(c, bool) and c >= 0 and (n is None or c < n))]
