@@ -16,10 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from anomaly_bench.config_location import CONF_DIR, group_options, search_path_override, user_search_path  # noqa: E402
 from anomaly_bench.errors import ConfigError  # noqa: E402
 from anomaly_bench.sweep.naming import safe_dirname  # noqa: E402
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths")
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
@@ -47,11 +47,7 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(parts) or "invalid configuration"
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def check_group_options(overrides: list[str]) -> None:
+def check_group_options(overrides: list[str], search_path: list[str] = ()) -> None:
     """Unknown group options (model=foo) fail here with the list of allowed ones."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -67,7 +63,7 @@ def check_group_options(overrides: list[str]) -> None:
             values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         except Exception:
             continue
-        allowed = group_options(group)
+        allowed = group_options(group, search_path)
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
                 raise ConfigError(f"{group}={value} is not a known option; allowed: {', '.join(allowed)}")
@@ -80,7 +76,8 @@ def precheck(argv: list[str]) -> None:
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
-    check_group_options(args.overrides)
+    search_path = user_search_path(args.config_dir, args.overrides)
+    check_group_options(args.overrides, search_path)
     if args.multirun:
         return
     from hydra import compose, initialize_config_dir
@@ -88,6 +85,7 @@ def precheck(argv: list[str]) -> None:
     from anomaly_bench.config import validate
 
     user_overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
+    user_overrides += search_path_override(search_path)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=user_overrides)
