@@ -20,7 +20,7 @@ from anomaly_bench.config_location import CONF_DIR, group_options, search_path_o
 from anomaly_bench.errors import ConfigError  # noqa: E402
 from anomaly_bench.sweep.naming import safe_dirname  # noqa: E402
 
-USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths")
+USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search")
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
 log = logging.getLogger("anomaly_bench")
@@ -126,7 +126,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if looks_like_only_hydra_bookkeeping(output_dir):
             shutil.rmtree(output_dir, ignore_errors=True)
         _bad_input(exc)
-    return metrics.get(cfg.get("optimized_metric", "auroc"))
+    return metrics.get(cfg.get("optimized_metric", "val_auroc"))
 
 
 def main() -> None:

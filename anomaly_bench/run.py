@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from anomaly_bench import plots
 from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.data import Splits, load_raw, make_splits
+from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.run_folder import RunFolder
@@ -184,6 +185,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
+            **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold, **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),

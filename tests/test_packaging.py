@@ -130,3 +130,11 @@ def test_installed_run_sweep_and_users_own_model(installed, tmp_path):
 
     unknown = cli(installed, "--config-dir", "my_conf", "model=my_vae")
     assert unknown.returncode == 2 and "my_ae" in unknown.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    marker = "**Install and run the tests**"
+    command = readme[readme.index(marker):].split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
+    assert "pytest" in command
+    assert any(line.strip() == command for line in (REPO / ".ci" / "run").read_text().splitlines()), command
