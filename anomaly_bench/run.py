@@ -100,8 +100,9 @@ def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
 
 
 def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
-                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict) -> list[str]:
-    title = f"{settings.dataset.name} {detector.name} normal={splits.normal_classes}"
+                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict,
+                    data_source: str = "") -> list[str]:
+    title = plots.run_title(settings.dataset.name, detector.name, splits.normal_classes, data_source)
     test = splits.test
     pd.DataFrame({
         "index": test.index, "label": test.labels, "class": test.classes,
@@ -195,7 +196,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()
         metrics["artifacts"] = write_artifacts(folder.path, settings, detector, splits, fit.history,
-                                               test_scores, flagged, threshold, metrics)
+                                               test_scores, flagged, threshold, metrics, raw.source)
         t_art = time.perf_counter() - t0
         metrics["timings"] = {"fit": t_fit, "score": t_score, "artifacts": t_art,
                               "total": time.perf_counter() - started}
