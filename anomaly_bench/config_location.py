@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from anomaly_bench.errors import ConfigError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PRIMARY_CONFIG = "config"
 
@@ -30,9 +32,12 @@ CONF_DIR = find_config_dir()
 
 def user_search_path(config_dir: str | None, overrides: Iterable[str]) -> list[str]:
     """The folders a command line adds to Hydra's search path, as Hydra itself reads them:
-    ``--config-dir DIR`` (made absolute) first, then the entries of ``hydra.searchpath=[...]``."""
+    ``--config-dir DIR`` (made absolute) first, then the entries of ``hydra.searchpath=[...]``.
+    A folder that does not exist is bad input (Hydra would skip a searchpath entry silently)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if config_dir and not Path(config_dir).is_dir():
+        raise ConfigError(f"--config-dir {config_dir}: folder {Path(config_dir).resolve()} not found")
     entries = [f"file://{Path(config_dir).resolve()}"] if config_dir else []
     searchpath = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.searchpath"]
     if searchpath:
@@ -40,7 +45,12 @@ def user_search_path(config_dir: str | None, overrides: Iterable[str]) -> list[s
             value = OverridesParser.create().parse_override(searchpath[-1]).value()
         except Exception:
             return entries  # the override check reports the syntax error in one line
-        entries += [str(v) for v in (value if isinstance(value, list) else [value])]
+        for entry in (value if isinstance(value, list) else [value]):
+            entry = str(entry)
+            folder = entry[len("file://"):] if entry.startswith("file://") else None if "://" in entry else entry
+            if folder is not None and not Path(folder).is_dir():
+                raise ConfigError(f"hydra.searchpath: {entry} is not a folder ({Path(folder).resolve()} not found)")
+            entries.append(entry)
     return entries
 
 

@@ -138,3 +138,30 @@ def test_ci_runs_the_readme_test_command():
     command = readme[readme.index(marker):].split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
     assert "pytest" in command
     assert any(line.strip() == command for line in (REPO / ".ci" / "run").read_text().splitlines()), command
+
+
+def source_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "anomaly_bench", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_users_own_options_are_listed_and_missing_folders_are_bad_input(tmp_path):
+    from anomaly_bench.config_location import group_options
+
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / "quick.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: pca\ntrainer:\n  epochs: 2\n")
+    user = f"file://{tmp_path / 'my_conf'}"
+    assert "quick" in group_options("experiment", [user]) and "quick" not in group_options("experiment")
+    assert {"conv_ae", "pca"} <= set(group_options("model", [user]))
+    job = source_cli("hydra.searchpath=[file://my_conf]", "experiment=quick", "--cfg", "job", cwd=tmp_path)
+    assert job.returncode == 0 and "name: pca" in job.stdout and "epochs: 2" in job.stdout, job.stderr
+    for args, message in [(["--config-dir", "nope", "model=pca"], "--config-dir nope: folder "),
+                          (["hydra.searchpath=[file://nope]", "model=pca"], "hydra.searchpath: file://nope is not a folder"),
+                          (["--config-dir", "my_conf", "experiment=slow"], "experiment=slow is not a known option; allowed: "
+                                                                           "article000_conv_ae")]:
+        bad = source_cli(*args, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert "quick" in bad.stderr and not (tmp_path / "outputs").exists()

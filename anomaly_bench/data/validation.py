@@ -8,6 +8,8 @@ not the validation split itself, so thresholds and early stopping still see norm
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from anomaly_bench.data.sources import RawDataset
@@ -17,6 +19,7 @@ from anomaly_bench.metrics import ranking_metrics
 # A seed of its own, mixed with split_seed, so the sample is fixed for a split but
 # independent of the draws that made the split.
 SAMPLE_STREAM = 7919
+log = logging.getLogger("anomaly_bench")
 
 
 def validation_anomalies(raw: RawDataset, splits: Splits, count: int, seed: int) -> Split:
@@ -40,6 +43,9 @@ def validation_metrics(detector, raw: RawDataset, splits: Splits, dataset, val_s
     if len(held_out) and len(splits.val):
         normal_scores = val_scores if len(val_scores) == len(splits.val) else detector.score(splits.val.x)
         auroc = validation_auroc(normal_scores, detector.score(held_out.x))
+    else:
+        log.info("val_auroc: not measured (%d normal validation images, %d held-out anomalies; needs "
+                 "dataset.val_fraction > 0 and dataset.val_anomalies > 0)", len(splits.val), len(held_out))
     return {"val_auroc": auroc, "n_val_anomalies": len(held_out)}
 
 
