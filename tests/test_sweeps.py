@@ -309,6 +309,7 @@ def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatc
     monkeypatch.setattr("anomaly_bench.run.run", lambda cfg, output_dir: pytest.fail("the result was there"))
     with open_dict(task):
         task.resume = True
+        task.optimized_metric = "auroc"  # what the recorded result holds
     assert run_sweep_job(task, folder) == 0.77
     assert not folder.exists()  # the empty new folder is gone, the old result stays where it was
     (record,) = read_records(folder.parent)

@@ -24,7 +24,7 @@ MAIN_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "threshold_rule")
 DURATION = "duration_s"
 DURATION_SOURCE = "timings.total"
 # Metrics living in [0, 1]: the per-class table prints them in %, like the published tables.
-UNIT_METRICS = {"auroc", "auprc", "f1", "precision", "recall", "accuracy"}
+UNIT_METRICS = {"auroc", "val_auroc", "auprc", "f1", "precision", "recall", "accuracy"}
 CLASS_KEY = "dataset.normal_classes"
 ANOMALY_KEY = "dataset.anomaly_classes"
 REST = "rest"
