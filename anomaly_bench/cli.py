@@ -21,13 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
+from anomaly_bench.config_location import CONF_DIR, group_options, search_path_override, user_search_path  # noqa: E402
 from anomaly_bench.errors import ConfigError, one_line, shown  # noqa: E402
 from anomaly_bench.native_stderr import filter_native_logs  # noqa: E402
 from anomaly_bench.sweep.naming import safe_dirname  # noqa: E402
 from anomaly_bench.sweep.resume import untouched_job_subdir  # noqa: E402
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths")
+USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search")
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
 MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
@@ -57,10 +57,6 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(parts) or "invalid configuration"
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
 def parse_overrides(overrides: list[str]) -> list:
     """Hydra's parsed overrides; a syntax error names the override and, for non-ASCII text, how to quote it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -83,8 +79,8 @@ def parse_overrides(overrides: list[str]) -> list:
         raise ConfigError(_one_line(exc)) from None
 
 
-def check_group_options(overrides: list[str]) -> None:
-    """Unknown group options (model=foo) fail here with the list of allowed ones."""
+def check_group_options(overrides: list[str], search_path: list[str] = ()) -> None:
+    """Unknown group options (model=foo) fail here with the list of allowed ones (the user's search path included)."""
     for override in parse_overrides(overrides):
         group = override.key_or_group.lstrip("+~")
         if group not in USER_GROUPS or override.is_delete() or override.package:
@@ -93,7 +89,7 @@ def check_group_options(overrides: list[str]) -> None:
             values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         except Exception:
             continue
-        allowed = group_options(group)
+        allowed = group_options(group, search_path)
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
                 raise ConfigError(f"{group}={shown(value, quote=False)} is not a known option; allowed: {', '.join(allowed)}")
@@ -116,7 +112,7 @@ def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
                               f"({entries}); remove entries one by one with ~{key}.<name>")
 
 
-def compose_for_check(overrides: list[str], multirun: bool) -> tuple[DictConfig, bool]:
+def compose_for_check(overrides: list[str], multirun: bool, search_path: list[str] = ()) -> tuple[DictConfig, bool]:
     """The config Hydra will compose, with its ``hydra`` node; sweeps: the overrides that are not swept.
 
     Returns (config, complete): complete is False when Hydra's own overrides did not compose
@@ -125,8 +121,9 @@ def compose_for_check(overrides: list[str], multirun: bool) -> tuple[DictConfig,
     from hydra import compose, initialize_config_dir
 
     parsed = parse_overrides(overrides)
-    kept = [text for text, o in zip(overrides, parsed) if not (multirun and o.is_sweep_override())]
-    user = [o for o in kept if not o.lstrip("+~").startswith("hydra")]
+    kept = [text for text, o in zip(overrides, parsed) if not (multirun and o.is_sweep_override())
+            and o.key_or_group != "hydra.searchpath"] + search_path_override(search_path)
+    user = [o for o in kept if not o.lstrip("+~").startswith("hydra")] + search_path_override(search_path)
     for attempt, complete in ((kept, True), (user, False)):
         try:
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -224,8 +221,9 @@ def precheck(argv: list[str]) -> None:
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
-    check_group_options(args.overrides)
-    cfg, complete = compose_for_check(args.overrides, args.multirun)
+    search_path = user_search_path(args.config_dir, args.overrides)
+    check_group_options(args.overrides, search_path)
+    cfg, complete = compose_for_check(args.overrides, args.multirun, search_path)
     if complete:
         _existing_before_run = check_output_folder(cfg, args.overrides, args.multirun)
     check_empty_mappings(args.overrides, cfg)
@@ -312,7 +310,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
         return run_sweep_job(cfg, output_dir)
     metrics = run_single(cfg, output_dir)
-    return metrics.get(cfg.get("optimized_metric", "auroc"))
+    return metrics.get(cfg.get("optimized_metric", "val_auroc"))
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ class DatasetConfig:
     anomaly_classes: Any = "rest"
     labelled_anomalies: int = 0
     val_fraction: float = 0.1
+    val_anomalies: int = 200
     max_train: Optional[int] = None
     max_test: Optional[int] = None
     split_seed: int = 0
@@ -72,7 +73,7 @@ class RunSettings:
     trainer: TrainerConfig
     model: dict
     threshold: dict
-    optimized_metric: str = "auroc"
+    optimized_metric: str = "val_auroc"
     resume: bool = False
     n_reconstructions: int = 8
 
@@ -143,6 +144,8 @@ def check_dataset(ds: DatasetConfig) -> None:
         value = getattr(ds, key)
         if value is not None and value <= 0:
             raise ConfigError(f"dataset.{key}={value} must be a positive count or null (all images)")
+    if ds.val_anomalies < 0:
+        raise ConfigError(f"dataset.val_anomalies={ds.val_anomalies} must be >= 0 (0 = no val_auroc)")
     if ds.labelled_anomalies < 0:
         raise ConfigError(f"dataset.labelled_anomalies={ds.labelled_anomalies} must be >= 0")
     if ds.split_seed < 0:
@@ -289,7 +292,7 @@ def validate(cfg: DictConfig) -> RunSettings:
     resolve_target("threshold", threshold)
     build("threshold", threshold)
     resolve_target("model", model)
-    metric = container.get("optimized_metric", "auroc")
+    metric = container.get("optimized_metric", "val_auroc")
     if metric not in OPTIMIZABLE_METRICS:
         raise ConfigError(f"optimized_metric={metric!r} is not allowed; choose one of: {', '.join(OPTIMIZABLE_METRICS)}")
     return RunSettings(
@@ -299,4 +302,4 @@ def validate(cfg: DictConfig) -> RunSettings:
     )
 
 
-OPTIMIZABLE_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "accuracy")
+OPTIMIZABLE_METRICS = ("val_auroc", "auroc", "auprc", "f1", "precision", "recall", "accuracy")

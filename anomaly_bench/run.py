@@ -21,6 +21,7 @@ from anomaly_bench import plots
 from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.config import build as _instantiate
 from anomaly_bench.data import Splits, load_raw, make_splits
+from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.run_folder import RunFolder
@@ -120,8 +121,9 @@ def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
 
 
 def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
-                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict) -> list[str]:
-    title = f"{settings.dataset.name} {detector.name} normal={splits.names(splits.normal_classes)}"
+                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict,
+                    data_source: str = "") -> list[str]:
+    title = plots.run_title(settings.dataset.name, detector.name, splits.names(splits.normal_classes), data_source)
     test = splits.test
     pd.DataFrame({
         "index": test.index, "label": test.labels, "class": test.classes,
@@ -205,6 +207,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
+            **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold, **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
@@ -214,7 +217,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()
         metrics["artifacts"] = write_artifacts(folder.path, settings, detector, splits, fit.history,
-                                               test_scores, flagged, threshold, metrics)
+                                               test_scores, flagged, threshold, metrics, raw.source)
         t_art = time.perf_counter() - t0
         metrics["timings"] = {"fit": t_fit, "score": t_score, "artifacts": t_art,
                               "total": time.perf_counter() - started}

@@ -308,7 +308,7 @@ def test_html_report_embeds_table_bars_roc_and_thumbnails(sweep, tmp_path, capsy
     text = target.read_text()
     assert code == 0
     assert text.startswith("<!DOCTYPE html>") and "http" not in text.replace("http-equiv", "")
-    assert text.count("<table>") == 2  # grouped table + every run
+    assert text.count("<table") == 2 and text.count("<table class=\"wide\">") == 1  # grouped table + every run
     assert text.count('src="data:image/png;base64,') == 2 + 3  # bars, ROC, three thumbnails
     assert "<h2>ROC curves</h2>" in text and "0.8500 ± 0.0707" in text
 
@@ -492,7 +492,9 @@ def test_per_class_html_report(protocol, tmp_path, capsys):
     target = tmp_path.parent / "protocol.html"
     code, _, _ = run_cli([protocol, "--group-by", "model.name", "--format", "html", "--out", target], capsys)
     text = target.read_text()
-    assert code == 0 and "<th>mean</th>" in text and "<td class=\"num\">65.5</td>" in text
+    # The markdown table keeps the published % layout; the report shows fractions throughout and says so.
+    assert code == 0 and "<th>mean</th>" in text and "<td class=\"num\">0.6550</td>" in text
+    assert "All metrics are fractions in [0, 1]" in text
     assert text.count('src="data:image/png;base64,') == 2  # per-class bars + ROC of the runs with scores.csv
 
 

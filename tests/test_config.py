@@ -27,7 +27,7 @@ def test_defaults_are_a_fast_real_run():
     settings = validate(compose_config())
     assert settings.dataset.name == "mnist" and settings.model["name"] == "conv_ae"
     assert settings.threshold["name"] != "best_f1"  # the oracle is never a default
-    assert settings.optimized_metric == "auroc"
+    assert settings.optimized_metric == "val_auroc"
 
 
 @pytest.mark.parametrize("option", group_options("threshold"))

@@ -301,7 +301,7 @@ def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatc
     task, folder = in_sweep_job
     old = folder.parent / "0_job_of_the_smaller_grid"
     old.mkdir()
-    (old / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.77,
+    (old / "metrics.json").write_text(json.dumps({"status": "completed", "val_auroc": 0.77, "auroc": 0.7,
                                                   "config": config_snapshot(task)}))
     other = folder.parent / "1_other_config"
     other.mkdir()
@@ -309,7 +309,7 @@ def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatc
     (other / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.1,
                                                     "config": config_snapshot(changed)}))
     (folder / ".hydra").mkdir(parents=True)  # what Hydra creates before the job runs
-    assert result_elsewhere(task, folder, folder.parent) == (old, {"status": "completed", "auroc": 0.77,
+    assert result_elsewhere(task, folder, folder.parent) == (old, {"status": "completed", "val_auroc": 0.77, "auroc": 0.7,
                                                                    "config": config_snapshot(task)})
     assert result_elsewhere(changed, folder, folder.parent)[0] == other
 

@@ -16,12 +16,16 @@ from anomaly_bench.compare.discover import discover
 from anomaly_bench.compare.formats import Comparison, Problem, to_csv, to_json, to_markdown
 from anomaly_bench.compare.load import load_run
 from anomaly_bench.compare.table import (
+    ANOMALY_KEY,
     CLASS_KEY,
     MAIN_METRICS,
+    MIXED_COLUMN,
     Lookup,
+    add_mixed_column,
     apply_filters,
     check_metrics,
     group_table,
+    mixed_settings,
     one_class_classes,
     parse_filters,
     per_class_table,
@@ -198,6 +202,14 @@ def compare(args: argparse.Namespace) -> str:
         table = group_table(runs, args.group_by, args.metrics)
     else:
         metric, table = args.metrics[0], runs
+    if args.group_by:
+        mixed = mixed_settings(runs, records, args.group_by, (CLASS_KEY, ANOMALY_KEY) if per_class else ())
+        table = add_mixed_column(table, args.group_by, mixed)
+        if mixed:
+            keys = sorted({k for differing in mixed.values() for k in differing})
+            groups = f"{len(mixed)} group{'s' if len(mixed) > 1 else ''}"
+            _warn(f"--group-by {' '.join(args.group_by)}: {groups} average runs that also differ in "
+                  f"{', '.join(keys)} (column '{MIXED_COLUMN}'); add them to --group-by to separate those runs")
     if args.sort and table is runs:
         table = runs = sort_table(runs, args.sort, args.metrics, args.reverse)
     elif args.sort:
@@ -207,11 +219,12 @@ def compare(args: argparse.Namespace) -> str:
     problems = [Problem(r.path, r.status, r.problem) for r in records if r.problem] + foreign
     _warn_problems(problems, listed_in_output=args.format != "csv")
     done = sum(r.ok for r in records)
-    result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class)
+    result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class, metric)
     if args.format == "html":
         from anomaly_bench.compare.report_html import ReportOptions, render
 
-        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails))
+        link_base = args.out.resolve().parent if args.out else None
+        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails, link_base))
     return {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](result)
 
 

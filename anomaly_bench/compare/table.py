@@ -24,7 +24,7 @@ MAIN_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "threshold_rule")
 DURATION = "duration_s"
 DURATION_SOURCE = "timings.total"
 # Metrics living in [0, 1]: the per-class table prints them in %, like the published tables.
-UNIT_METRICS = {"auroc", "auprc", "f1", "precision", "recall", "accuracy"}
+UNIT_METRICS = {"auroc", "val_auroc", "auprc", "f1", "precision", "recall", "accuracy"}
 CLASS_KEY = "dataset.normal_classes"
 ANOMALY_KEY = "dataset.anomaly_classes"
 REST = "rest"
@@ -196,6 +196,35 @@ def group_table(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
                 row[f"{name}_std"] = column.std(ddof=1) if column.notna().sum() > 1 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+MIXED_COLUMN = "mixed settings"
+# Keys that may differ inside a group without mixing settings: repetitions (seeds) and keys
+# that do not change a result.
+REPLICATE_KEYS = ("trainer.seed", "dataset.split_seed", "resume", "optimized_metric", "n_reconstructions")
+
+
+def mixed_settings(runs: pd.DataFrame, records: list[RunRecord], keys: list[str],
+                   also_allowed: tuple[str, ...] = ()) -> dict[tuple, list[str]]:
+    """Groups (by their key values, as in the grouped table) whose completed runs differ in
+    config keys other than the grouping keys, seeds and ``also_allowed``, with those keys:
+    their mean would silently average different settings."""
+    allowed = {*keys, *REPLICATE_KEYS, *also_allowed}
+    mixed = {}
+    for values, part in runs.groupby(keys, sort=True, dropna=False):
+        members = [records[i] for i in part.index if records[i].ok]
+        differing = [k for k in differing_keys(members) if k not in allowed and not k.startswith("paths.")]
+        if differing:
+            mixed[values if isinstance(values, tuple) else (values,)] = differing
+    return mixed
+
+
+def add_mixed_column(table: pd.DataFrame, keys: list[str], mixed: dict[tuple, list[str]]) -> pd.DataFrame:
+    """The grouped table with a column naming, per group, the keys its runs differ in."""
+    if not mixed:
+        return table
+    column = [", ".join(mixed.get(tuple(row), [])) for row in table[keys].itertuples(index=False)]
+    return table.assign(**{MIXED_COLUMN: column})
 
 
 def _protocol_class(config: dict) -> int | str | None:

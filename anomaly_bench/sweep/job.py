@@ -3,8 +3,10 @@
 Hydra 1.3 runs every job of a batch but then raises the first failure, which skips the
 end-of-sweep hooks; a ConfigError turned into SystemExit would even stop the sweep at once.
 So a sweep job never raises for an ordinary exception: the failure goes to the job folder
-(``status: failed``, ``error.txt`` with the traceback) and the job returns NaN, which Hydra's
-sweepers take as a value (the Optuna sweeper marks such a trial failed and goes on).
+(``status: failed``, ``error.txt`` with the traceback) and the job returns a value a sweeper
+can live with: NaN for the basic sweeper, which ignores it, and for a search with a direction
+(the Optuna sweeper) the worst value of that direction, because Optuna ends the whole study
+when a trial returns NaN or raises.
 """
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> tupl
 
 
 def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
-    """Run (or resume) one sweep job and record its outcome; returns the optimised metric or NaN."""
+    """Run (or resume) one sweep job and record its outcome; returns the optimised metric, or
+    :func:`failed_trial_value` when the job failed or the metric is undefined."""
     from hydra.core.hydra_config import HydraConfig
 
     from anomaly_bench.run import run
@@ -84,7 +87,7 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(hydra_cfg.sweep.dir)
     scratch, output_dir = output_dir, job_folder(output_dir, sweep_dir)
-    metric = cfg.get("optimized_metric", "auroc")
+    metric = cfg.get("optimized_metric", "val_auroc")
     record: dict = {"job": int(hydra_cfg.job.num), "overrides": " ".join(hydra_cfg.overrides.task),
                     "folder": os.path.relpath(output_dir, sweep_dir), "resumed": False, "error": None}
     started = time.perf_counter()
@@ -111,7 +114,9 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         record.update(status="failed", error=_failure_summary(exc), duration_s=time.perf_counter() - started)
         where = "" if isinstance(exc, ResultExistsError) else f" (traceback in {output_dir / 'error.txt'})"
         log.error("job %d failed: %s%s", record["job"], record["error"], where)
-        value = math.nan
+        value = None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = failed_trial_value(hydra_cfg)
     if record["duration_s"] is not None:
         record["duration_s"] = round(record["duration_s"], 2)
     if scratch != output_dir:
@@ -132,6 +137,17 @@ def _discard_scratch(folder: Path) -> None:
         folder.parent.rmdir()  # the scratch parent, once no other job uses it
     except OSError:
         pass
+
+
+def failed_trial_value(hydra_cfg) -> float:
+    """What a failed job reports to the sweeper: the worst value of every optimisable metric
+    (all are fractions in [0, 1]) for the search's direction, NaN when the sweeper has none."""
+    direction = OmegaConf.select(hydra_cfg, "sweeper.direction", default=None)
+    if OmegaConf.is_list(direction) or isinstance(direction, (list, tuple)):
+        direction = direction[0] if len(direction) else None
+    name = str(getattr(direction, "name", direction)).lower()
+    return {"maximize": 0.0, "minimize": 1.0}.get(name, math.nan)
+
 
 
 def _record_failure(folder: Path, exc: BaseException, recorded_by_run: bool) -> None:
