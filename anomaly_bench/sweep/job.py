@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from anomaly_bench.run_folder import METRICS_FILE, record_failure
 from anomaly_bench.sweep.resume import completed_result, config_differences, config_snapshot, job_folder
