@@ -32,8 +32,8 @@ def synthetic_raw(n_per_class: int = 50) -> RawDataset:
     rng = np.random.default_rng(0)
     y_train = np.repeat(np.arange(10), n_per_class)
     y_test = np.repeat(np.arange(10), 5)
-    return RawDataset(rng.integers(0, 256, (len(y_train), 28, 28), dtype=np.uint8), y_train,
-                      rng.integers(0, 256, (len(y_test), 28, 28), dtype=np.uint8), y_test, "synthetic", "memory")
+    return RawDataset(rng.integers(0, 256, (len(y_train), 28, 28, 1), dtype=np.uint8), y_train,
+                      rng.integers(0, 256, (len(y_test), 28, 28, 1), dtype=np.uint8), y_test, "synthetic", "memory")
 
 
 def test_validation_auroc_counts_ordered_pairs():
@@ -53,7 +53,7 @@ def test_held_out_anomalies_are_training_images_never_trained_on(labelled):
     assert per_class[3] == 0 and all(abs(n - 10) <= (1 if labelled else 0) for n in np.delete(per_class, 3))
     assert not set(held_out.index) & set(splits.train.index)  # supervised models never train on them
     assert not set(held_out.index) & set(splits.val.index)
-    np.testing.assert_allclose(held_out.x[0], raw.x_train[held_out.index[0]][..., None] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(held_out.x[0], raw.x_train[held_out.index[0]] / 255.0, rtol=1e-6)
     again = validation_anomalies(raw, make_splits(raw, [3], "rest", labelled_anomalies=labelled, seed=5), 90, seed=5)
     np.testing.assert_array_equal(again.index, held_out.index)  # a fixed sample for a fixed split seed
 
