@@ -142,12 +142,12 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
     written += ["score_histogram.png", "roc_curve.png", "pr_curve.png", "confusion_matrix.png"]
     picks = [_pick(test.labels, value, settings.n_reconstructions) for value in (0, 1)]
     chosen = np.concatenate(picks)
-    recon = detector.reconstruct(test.x[chosen]) if len(chosen) else None
+    recon = detector.reconstruct(test.subset(chosen).x) if len(chosen) else None
     if recon is not None:
         rows, start = [], 0
         for kind, pick in zip(("normal", "anomaly"), picks):
             if len(pick):
-                rows.append((f"{kind}: original", test.x[pick]))
+                rows.append((f"{kind}: original", test.subset(pick).x))
                 rows.append((f"{kind}: reconstruction", recon[start:start + len(pick)]))
             start += len(pick)
         plots.reconstructions(rows, folder / "reconstructions.png", title)
