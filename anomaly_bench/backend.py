@@ -36,7 +36,7 @@ def choose(name: str | None = None) -> str:
     Raises ConfigError for an unknown name, an uninstalled backend, or Keras already
     running another backend in this process.
     """
-    name = name or requested()
+    name = requested() if name is None else name
     if name not in BACKENDS:
         source = f"{SWITCH} {name}" if name != os.environ.get(ENV) else f"{ENV}={name}"
         raise ConfigError(f"{source} is not a Keras backend; allowed: {', '.join(BACKENDS)}")
@@ -57,12 +57,13 @@ def pop_switch(argv: list[str]) -> tuple[list[str], str | None]:
     for arg in args:
         if arg == SWITCH:
             name = next(args, None)
-            if name is None:
-                raise ConfigError(f"{SWITCH} needs a name; allowed: {', '.join(BACKENDS)}")
         elif arg.startswith(SWITCH + "="):
             name = arg.split("=", 1)[1]
         else:
             rest.append(arg)
+            continue
+        if not name:
+            raise ConfigError(f"{SWITCH} needs a name; allowed: {', '.join(BACKENDS)}")
     return rest, name
 
 
