@@ -34,10 +34,15 @@ KERAS_RUNS = {
     "anogan_encoder": [*GAN, "model.scoring=encoder", "model.encoder_epochs=1"],
     "conv_ae_again": ["model=conv_ae", *EASY_PAIR, *TINY],  # same seed: the same scores.csv
 }
-# conv_ae on MNIST 0-vs-rest (the default experiment) long enough for a stable AUROC.
-CONV_AE_CLOSE = ["model=conv_ae", "dataset.max_train=2000", "dataset.max_test=1000", "trainer.epochs=5",
-                 "trainer.batch_size=64"]
-HAS_TORCH = importlib.util.find_spec("torch") is not None
+# conv_ae on MNIST 1-vs-rest: short, and stable across seeds and backends. (On 0-vs-rest, 2,000
+# images and 5 epochs, TensorFlow alone spreads 0.82-0.95 over seeds 0-2: no 0.01 test is possible.)
+CONV_AE_CLOSE = ["model=conv_ae", "dataset.normal_classes=[1]", "dataset.max_train=1000", "dataset.max_test=1000",
+                 "trainer.epochs=3", "trainer.batch_size=64"]
+# PyTorch is optional and not in CI (its Linux wheel on PyPI is the multi-GB CUDA build, and the zoo
+# runs several minutes slower on it): its tests are slow-marked, run with `pytest -m slow`.
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="PyTorch is not installed (optional; see README, Backends and GPUs)")
+ON_TORCH = [needs_mnist, needs_torch, pytest.mark.slow]
 
 # Runs named runs in one process on one backend, TensorFlow blocked; prints one JSON line.
 RUNNER = textwrap.dedent("""
@@ -102,7 +107,7 @@ def test_a_second_backend_in_a_running_process_is_refused():
     ({}, ["--backend="], "--backend needs a name"),
 ])
 def test_cli_rejects_bad_backends_with_one_line_and_exit_code_2(tmp_path, env, args, expected):
-    done = subprocess.run([sys.executable, "-m", "anomaly_bench", *args, f"hydra.run.dir={tmp_path}/run"],
+    done = subprocess.run([sys.executable, "-m", "anomaly_bench", f"hydra.run.dir={tmp_path}/run", *args],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"anomaly-bench: error: {expected}; allowed: tensorflow, jax, torch"]
@@ -116,23 +121,21 @@ def test_tensorflow_run_records_backend_and_device(tmp_path):
     assert "tensorflow" in metrics["versions"]
 
 
-@needs_mnist
-def test_every_keras_model_runs_on_jax_without_tensorflow(tmp_path):
-    results = run_on_backend("jax", KERAS_RUNS, tmp_path)
+@pytest.mark.parametrize("name", [pytest.param("jax", marks=needs_mnist), pytest.param("torch", marks=ON_TORCH)])
+def test_every_keras_model_runs_without_tensorflow(tmp_path, name):
+    results = run_on_backend(name, KERAS_RUNS, tmp_path)
     assert set(results) == set(KERAS_RUNS)
-    for name, metrics in results.items():
-        assert metrics["status"] == "completed", name
-        assert (metrics["backend"], metrics["device"]) == ("jax", "CPU"), name
-        assert 0.0 <= metrics["auroc"] <= 1.0, name
+    for run_name, metrics in results.items():
+        assert metrics["status"] == "completed", run_name
+        assert (metrics["backend"], metrics["device"]) == (name, "CPU"), run_name
+        assert 0.0 <= metrics["auroc"] <= 1.0, run_name
     assert len(pd.read_csv(tmp_path / "anogan_encoder" / "encoder_history.csv")) == 1
     assert (tmp_path / "anogan_search" / "samples" / "epoch_001.png").is_file()
-    first, again = (pd.read_csv(tmp_path / name / "scores.csv") for name in ("conv_ae", "conv_ae_again"))
+    first, again = (pd.read_csv(tmp_path / folder / "scores.csv") for folder in ("conv_ae", "conv_ae_again"))
     pd.testing.assert_frame_equal(first, again)
 
 
-@needs_mnist
-@pytest.mark.parametrize("name", ["jax", pytest.param("torch", marks=pytest.mark.skipif(
-    not HAS_TORCH, reason="PyTorch is not installed (optional; see README, Backends and GPUs)"))])
+@pytest.mark.parametrize("name", [pytest.param("jax", marks=needs_mnist), pytest.param("torch", marks=ON_TORCH)])
 def test_conv_ae_auroc_on_another_backend_is_close_to_tensorflow(tmp_path, name):
     """Same data, seed and architecture; initial weights and kernels differ, so close, not equal."""
     tensorflow = run(compose_config(CONV_AE_CLOSE), tmp_path / "tf")["auroc"]
