@@ -46,13 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS / "gpu.md")
     args, extra = parser.parse_known_args(argv)
     args.overrides = [o for o in extra if o != "--"]
+    args.stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     return args
 
 
 def run_sweep(args: argparse.Namespace, model: str) -> tuple[Path, float]:
     """One sweep over the classes in one process; returns its folder and wall time."""
     classes = "[0],[1]" if args.smoke else ",".join(f"[{c}]" for c in range(10))
-    folder = args.runs / f"{args.backend}-{model}"
+    folder = args.runs / args.stamp / f"{args.backend}-{model}"  # fresh: timings need new runs, not resumed ones
     command = [sys.executable, "-m", "anomaly_bench", "--backend", args.backend, "-m", f"model={model}",
                "dataset=fashion_mnist", f"dataset.normal_classes={classes}", *(SMOKE if args.smoke else []),
                *args.overrides, f"hydra.sweep.dir={folder}"]
