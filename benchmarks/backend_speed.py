@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--normal-class", type=int, default=0)
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "backend_speed")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "backend_speed.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.stamp = time.strftime("%Y-%m-%d_%H-%M-%S")  # fresh run folders: timings need new runs
+    return args
 
 
 def overrides(args: argparse.Namespace, model: str) -> list[str]:
@@ -52,7 +54,7 @@ def overrides(args: argparse.Namespace, model: str) -> list[str]:
 
 
 def measure(args: argparse.Namespace, backend: str, model: str) -> dict:
-    folder = args.runs / f"{backend}-{model}"
+    folder = args.runs / args.stamp / f"{backend}-{model}"
     command = [sys.executable, "-m", "anomaly_bench", "--backend", backend, *overrides(args, model),
                f"hydra.run.dir={folder}"]
     started = time.perf_counter()
@@ -100,7 +102,6 @@ def write_table(rows: list[dict], args: argparse.Namespace, loads: tuple[float, 
                      f"{fmt(r['process'])} | {fmt(100 * r['auroc'])} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         for backend in args.backends:
             rows.append(measure(args, backend, model))
             print(f"{backend} {model}: run {rows[-1]['run']:.1f} s", flush=True)
-    write_table(rows, args, (load_start, os.getloadavg()[0]))
+            write_table(rows, args, (load_start, os.getloadavg()[0]))  # after each pair: a long run keeps its rows
 
 
 if __name__ == "__main__":
