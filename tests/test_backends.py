@@ -92,6 +92,13 @@ def test_unknown_backends_are_refused(name):
         backend.choose(name)
 
 
+@pytest.mark.parametrize("name", ["jax", "torch", "tensorflow"])
+def test_a_backend_that_is_not_installed_names_its_install_line(name, monkeypatch):
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda module: None)
+    with pytest.raises(ConfigError, match=f"^Keras backend {name} is not installed; pip install"):
+        backend.choose(name)
+
+
 def test_a_second_backend_in_a_running_process_is_refused():
     """This test process already runs Keras on TensorFlow: switching now would silently do nothing."""
     import keras
