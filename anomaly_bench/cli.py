@@ -313,9 +313,19 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric", "val_auroc"))
 
 
+def select_backend() -> None:
+    """``--backend NAME`` (taken out of argv before Hydra sees it) or ``KERAS_BACKEND`` picks the
+    Keras backend; checked here because Keras reads it once, at its first import."""
+    from anomaly_bench import backend
+
+    sys.argv[1:], name = backend.pop_switch(sys.argv[1:])
+    backend.choose(name)
+
+
 def main() -> None:
     filter_native_logs()
     try:
+        select_backend()
         precheck(sys.argv[1:])
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

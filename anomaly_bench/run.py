@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly_bench import plots
+from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.config import build as _instantiate
 from anomaly_bench.data import Splits, load_raw, make_splits
@@ -27,33 +28,32 @@ from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranki
 from anomaly_bench.run_folder import RunFolder
 from anomaly_bench.sweep.resume import config_snapshot
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
-from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
+from anomaly_bench.threads import limit_threads, threads_for_job
 
 log = logging.getLogger("anomaly_bench")
 
 
 def _versions() -> dict[str, str]:
+    """Installed versions of what shaped the result; a backend that is not installed is left out."""
     found = {"python": platform.python_version()}
-    for package in ("anomaly-bench", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core"):
+    for package in ("anomaly-bench", "tensorflow", "jax", "jaxlib", "torch", "keras", "numpy", "scikit-learn",
+                    "hydra-core"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
             pass
-    if "tensorflow" not in found:
-        import tensorflow as tf
-
-        found["tensorflow"] = tf.__version__
+    if "tensorflow" not in found and "tensorflow" in sys.modules:  # e.g. installed as tensorflow-cpu
+        found["tensorflow"] = sys.modules["tensorflow"].__version__
     return found
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and the backend; deterministic kernels where the backend offers them."""
     import keras
 
     keras.utils.set_random_seed(seed)
     if deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+        backend.make_deterministic()
 
 
 def prepare(cfg: DictConfig):
@@ -67,7 +67,7 @@ def prepare(cfg: DictConfig):
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
     if rule.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
-    settings.trainer.threads = limit_tensorflow_threads(threads_for_job(settings.trainer.threads))
+    settings.trainer.threads = limit_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
     if detector.needs_labelled_anomalies and settings.dataset.labelled_anomalies == 0:
@@ -185,6 +185,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "dataset": settings.dataset.name, "model": detector.name,
         "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
         "seed": settings.trainer.seed, "threads": settings.trainer.threads,
+        "backend": backend.name(), "device": backend.device(),
         "data_source": raw.source, "data_location": raw.location,
         "test_split": raw.test_split, **counts, "data": data_facts(raw, splits), "versions": _versions(), "config": config_snapshot(cfg),
     })

@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from anomaly_bench.config import TrainerConfig  # noqa: E402
 from anomaly_bench.data.split import Splits  # noqa: E402
@@ -31,6 +30,7 @@ from anomaly_bench.models.anogan_networks import (  # noqa: E402
 from anomaly_bench.models.base import Detector, FitResult  # noqa: E402
 from anomaly_bench.models.keras_training import EpochLogger  # noqa: E402
 from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
+from anomaly_bench.models.train_steps import compiled  # noqa: E402
 
 log = logging.getLogger("anomaly_bench")
 SCORINGS = ("search", "encoder")
@@ -69,7 +69,7 @@ class GANProgress(keras.callbacks.Callback):
         if self.sample_every and (n % self.sample_every == 0 or n == self.epochs):
             (self.folder / "samples").mkdir(exist_ok=True)
             name = f"samples/epoch_{n:03d}.png"
-            save_grid(np.asarray(self.model(self.z)), self.folder / name, self.columns)
+            save_grid(keras.ops.convert_to_numpy(self.model(self.z)), self.folder / name, self.columns)
             self.written.append(name)
         if self.checkpoint_every and n % self.checkpoint_every == 0:
             (self.folder / "checkpoints").mkdir(exist_ok=True)
@@ -235,12 +235,14 @@ class AnoGANDetector(Detector):
                 return (anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
                         to_unit_range(g))
 
-            self._encoder_pass = tf.function(encoder_pass, reduce_retracing=True)
+            gan = self.gan
+            self._encoder_pass = compiled(encoder_pass, [*gan.generator.variables, *gan.encoder.variables,
+                                                         *gan.discriminator.variables])
         losses, generated = [], []
         for start in range(0, len(images), PREDICT_BATCH):
             loss, g = self._encoder_pass(keras.ops.convert_to_tensor(images[start:start + PREDICT_BATCH], "float32"))
-            losses.append(np.asarray(loss))
-            generated.append(np.asarray(g))
+            losses.append(keras.ops.convert_to_numpy(loss))
+            generated.append(keras.ops.convert_to_numpy(g))
         return np.concatenate(losses), np.concatenate(generated)
 
     def _score_and_nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ class Sampling(layers.Layer):
 
 def per_image_terms(images, reconstruction, mean, log_var):
     """(summed binary cross-entropy over pixels, KL(q(z|x) || N(0, I))) for each image."""
+    mean, log_var = ops.convert_to_tensor(mean), ops.convert_to_tensor(log_var)  # NumPy - torch.Tensor fails
     bce = ops.binary_crossentropy(images, ops.clip(reconstruction, 1e-7, 1.0 - 1e-7))
     reconstruction_term = ops.sum(ops.reshape(bce, (ops.shape(images)[0], -1)), axis=1)
     kl = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=1)
