@@ -36,8 +36,11 @@ def decision_metrics(labels: np.ndarray, flagged: np.ndarray) -> dict:
     }
 
 
-def flagged_rate_by_class(classes: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
-    """Share of each original class flagged as anomalous (e.g. 'all zeros flagged' in article 003)."""
+def flagged_rate_by_class(classes: np.ndarray, flagged: np.ndarray,
+                          class_names: list[str] | None = None) -> dict[str, float]:
+    """Share of each original class flagged as anomalous (e.g. 'all zeros flagged' in article 003),
+    keyed by class name (the index itself when no names are given)."""
     classes = np.asarray(classes)
     flagged = np.asarray(flagged).astype(bool)
-    return {str(int(c)): float(flagged[classes == c].mean()) for c in np.unique(classes)}
+    name = (lambda c: class_names[int(c)]) if class_names is not None else (lambda c: str(int(c)))
+    return {name(c): float(flagged[classes == c].mean()) for c in np.unique(classes)}

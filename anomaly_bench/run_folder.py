@@ -5,6 +5,9 @@ and the config snapshot from here, so the layout is defined once.
 
 metrics.json is written as ``running`` when work starts and replaced atomically at the end,
 so a run killed half-way is recognisable as unfinished and never mistaken for a result.
+A failure is recorded best effort: on a full disk the atomic write has no room for its
+temporary file, so metrics.json is then rewritten in place (truncating frees its blocks),
+and a caller learns what could not be written instead of getting a second exception.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import numpy as np
 
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
-HYDRA_FILES = {".hydra", "run.log"}
 
 
 def _jsonable(value: Any) -> Any:
@@ -42,8 +44,12 @@ def now_iso() -> str:
 def write_json(path: Path, payload: dict) -> None:
     """Write atomically (temp file + rename): readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written temporary file (full disk) is no one's
+        raise
 
 
 def read_metrics(folder: Path) -> dict | None:
@@ -72,15 +78,41 @@ class RunFolder:
         write_json(self.path / METRICS_FILE, self.metrics)
         return self.metrics
 
-    def fail(self, exc: BaseException) -> None:
-        (self.path / ERROR_FILE).write_text("".join(traceback.format_exception(exc)))
+    def fail(self, exc: BaseException) -> str | None:
+        """Mark the folder failed with the traceback in error.txt; never raises. Returns what could
+        not be written (e.g. "metrics.json: No space left on device"), or None when all was."""
         self.metrics.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=now_iso())
-        write_json(self.path / METRICS_FILE, self.metrics)
+        problems = []
+        try:
+            write_json(self.path / METRICS_FILE, self.metrics)
+        except (OSError, ValueError):
+            try:
+                with open(self.path / METRICS_FILE, "w") as handle:  # in place: no room for a temporary file
+                    handle.write(json.dumps(_jsonable(self.metrics), allow_nan=False) + "\n")
+            except (OSError, ValueError) as again:
+                problems.append(f"{METRICS_FILE}: {getattr(again, 'strerror', None) or again}")
+        try:
+            (self.path / ERROR_FILE).write_text("".join(traceback.format_exception(exc)))
+        except OSError as exc_write:
+            problems.append(f"{ERROR_FILE}: {exc_write.strerror or exc_write}")
+            try:
+                (self.path / ERROR_FILE).unlink(missing_ok=True)  # an empty error.txt would explain nothing
+            except OSError:
+                pass
+        return "; ".join(problems) or None
 
 
-def looks_like_only_hydra_bookkeeping(folder: Path) -> bool:
-    """True if the folder holds nothing but what Hydra writes before the job starts."""
-    return folder.is_dir() and all(p.name in HYDRA_FILES for p in folder.iterdir())
+def record_failure(folder: Path, exc: BaseException) -> str | None:
+    """Make sure a folder whose run raised says ``failed`` (keeping the facts of a started run).
+
+    Returns None once recorded, else what could not be written. A completed result is never touched.
+    """
+    previous = read_metrics(folder)
+    if previous is not None and previous.get("status") == "completed":
+        return None
+    record = RunFolder(folder)
+    record.metrics = previous or {}
+    return record.fail(exc)
 
 
 # --- The files of a run folder, named once for every consumer (run, sweep, compare, predict). ---

@@ -1,11 +1,13 @@
-"""How many CPU threads TensorFlow may use in this process.
+"""How many CPU threads the Keras backend may use in this process.
 
 Parallel launchers run several jobs on one machine (Hydra's joblib launcher: ``n_jobs``
-reused worker processes); left alone, every job's TensorFlow sizes its thread pools for all
+reused worker processes); left alone, every job's backend sizes its thread pools for all
 cores and the jobs oversubscribe the CPU. ``trainer.threads`` sets the count; null means
-TensorFlow's default, or cores // n_jobs under a launcher with ``n_jobs`` > 1. TensorFlow
-fixes its thread pools when it first runs an op, so this runs before any model is built;
-a reused worker keeps the count its first job set (a later different request is logged).
+the backend's default, or cores // n_jobs under a launcher with ``n_jobs`` > 1. TensorFlow
+and PyTorch fix their pools when they first run an op, so this runs before any model is
+built; a reused worker keeps the count its first job set (a later different request is
+logged). JAX (XLA) sizes its CPU pool itself and has no setting for it: there the count
+is ignored, and said so in the log.
 """
 from __future__ import annotations
 
@@ -43,10 +45,22 @@ def threads_for_job(requested: int | None) -> int | None:
     return max(1, available_cores() // jobs) if jobs > 1 else None
 
 
-def limit_tensorflow_threads(threads: int | None) -> int | None:
-    """Set TensorFlow's intra- and inter-op pools; returns the count in force (None = default)."""
+def limit_threads(threads: int | None) -> int | None:
+    """Set the backend's intra- and inter-op pools; returns the count in force (None = default)."""
     if threads is None:
         return None
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _limit_tensorflow(threads)
+    if backend == "torch":
+        return _limit_torch(threads)
+    log.info("threads: %s sizes its own thread pools; trainer.threads=%d is ignored", backend, threads)
+    return None
+
+
+def _limit_tensorflow(threads: int) -> int | None:
     import tensorflow as tf
 
     current = tf.config.threading.get_intra_op_parallelism_threads()
@@ -60,4 +74,16 @@ def limit_tensorflow_threads(threads: int | None) -> int | None:
                     current or "default", threads)
         return current or None
     log.info("threads: TensorFlow limited to %d threads", threads)
+    return threads
+
+
+def _limit_torch(threads: int) -> int:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # fixed once PyTorch has run parallel work; the intra-op count is what matters
+        pass
+    log.info("threads: PyTorch limited to %d threads", threads)
     return threads

@@ -23,11 +23,18 @@ from anomaly_bench.run_folder import COMPLETED, DETECTOR_FILE, read_detector_fil
 
 FORMAT_VERSION = 1
 SCALING = "x / 255 -> float32 in [0, 1]"
+RESIZE = "Pillow bilinear to image_size; grey <-> RGB by Pillow's conversion"
 
 
 def detector_facts(model_config: dict, image_shape: tuple[int, ...], threshold: float, rule: dict,
-                   files: list[str]) -> dict:
-    """The content of ``detector.json`` (see the module docstring); ``rule`` is ThresholdRule.describe()."""
+                   files: list[str], dataset_image_size: list[int] | None = None,
+                   dataset_channels: int | None = None) -> dict:
+    """The content of ``detector.json`` (see the module docstring); ``rule`` is ThresholdRule.describe().
+
+    ``image_shape`` is what the model was trained on; new images are brought to it with
+    :func:`~anomaly_bench.data.images.conform` and :func:`~anomaly_bench.data.images.to_float`, as
+    the training images were. ``dataset_image_size``/``dataset_channels`` are the run's
+    dataset.image_size/dataset.channels settings (null: the data's own), recorded for the reader."""
     height, width, channels = (int(s) for s in image_shape)
     return {
         "format_version": FORMAT_VERSION,
@@ -35,7 +42,10 @@ def detector_facts(model_config: dict, image_shape: tuple[int, ...], threshold: 
         "files": files,
         "threshold": {"value": float(threshold), **rule},
         "preprocessing": {"image_shape": [height, width, channels], "image_size": [height, width],
-                          "channels": channels, "dtype": "uint8", "scaling": SCALING},
+                          "channels": channels, "dtype": "uint8", "scaling": SCALING, "resize": RESIZE,
+                          "dataset": {"image_size": None if dataset_image_size is None else
+                                      [int(s) for s in dataset_image_size],
+                                      "channels": None if dataset_channels is None else int(dataset_channels)}},
     }
 
 
@@ -108,7 +118,7 @@ def _check_targets(node: Any, where: str) -> None:
 def load_detector(run_dir: str | Path) -> TrainedDetector:
     """The trained detector of a completed run folder. Raises ConfigError (one line) for a folder
     that is not a completed run, was written before detector.json existed, or names unknown classes."""
-    from hydra.utils import instantiate
+    from anomaly_bench.config import build
 
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -129,11 +139,11 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
     model_config = facts["model"]
     _check_targets(model_config, "model")
     try:
-        detector = instantiate(model_config, _convert_="all")
-    except Exception as exc:
-        raise ConfigError(f"{folder / DETECTOR_FILE}: cannot build model {model_config.get('_target_')}: "
-                          f"{exc.__cause__ or exc}") from None
+        detector = build("model", model_config)
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
     image_shape = tuple(int(s) for s in facts["preprocessing"]["image_shape"])
+    # The run's own check sequence: settings alone, then against the image shape (builds the network).
     detector.check(image_shape)
     try:
         detector.load(folder)

@@ -16,8 +16,13 @@ supervised ``cnn_classifier`` (it trains on labelled anomalies, which the one-cl
 does not have), and AnoGAN on a budget (10 epochs, its latent search on a stratified 1,000 of
 the test images per class; the full test set costs about 10 minutes of search per class).
 
+Any class-labelled dataset works (``--dataset cifar10``, or ``--dataset folder --path ROOT`` with
+``--classes trouser bag ...``, the folder names; default classes 0-9); its columns are the class
+names recorded in each run's metrics.json.
+
 Examples:
     python benchmarks/one_class.py --models all                  # both datasets, every model
+    python benchmarks/one_class.py --dataset folder --path ~/data/fashion_png --classes t-shirt trouser bag --models pca knn
     python benchmarks/one_class.py --dataset mnist --models pca knn
     python benchmarks/one_class.py --dataset fashion_mnist --models knn --seeds 0 1 2
     python benchmarks/one_class.py --dataset mnist --models knn --label knn_encoder -- model.features=encoder
@@ -39,12 +44,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anomaly_bench.compare.table import CLASS_KEY, per_class_table
+from anomaly_bench.compare.table import class_label, per_class_table
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHED = REPO / "benchmarks" / "published.csv"
-CLASSES = list(range(10))
-DATASETS = ("mnist", "fashion_mnist")
+DEFAULT_DATASETS = ("mnist", "fashion_mnist")
+DATASETS = tuple(sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")))
 # "--models all" runs these models as a labelled variant (the overrides are in the row name).
 BUDGET_VARIANTS = {
     "anogan": ("anogan-10_epochs-1000_test_images",
@@ -56,7 +61,9 @@ VALIDATION_TEST_SIZE = 10_000
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Arguments after -- are passed to anomaly-bench as overrides.")
-    parser.add_argument("--dataset", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--dataset", nargs="+", choices=DATASETS, default=list(DEFAULT_DATASETS))
+    parser.add_argument("--path", help="dataset.path (a folder of class subfolders, an .npz, CIFAR-10 batches)")
+    parser.add_argument("--classes", nargs="+", help="the normal classes to sweep, by index or name (default 0-9)")
     parser.add_argument("--models", nargs="+", default=["pca", "knn"],
                         help="model config names (conf/model/), or 'all' for the whole zoo")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -74,6 +81,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--label names the variant of exactly one model")
     if "all" in args.models and (len(args.models) > 1 or extra):
         parser.error("--models all runs every model with its defaults; it takes no other models or overrides")
+    if args.validation and set(args.dataset) - set(DEFAULT_DATASETS):
+        parser.error(f"--validation holds out training images of {' and '.join(DEFAULT_DATASETS)} only")
     args.overrides = extra
     return args
 
@@ -131,6 +140,10 @@ def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: 
     command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol",
                f"dataset={dataset}", f"model={model}", "trainer.seed=" + ",".join(map(str, args.seeds)),
                f"hydra.sweep.dir={sweep_dir}", "resume=true", *overrides]
+    if args.path:
+        command.append(f"dataset.path={args.path}")
+    if args.classes:
+        command.append("dataset.normal_classes=" + ",".join(f"[{c}]" for c in args.classes))
     if args.validation:
         command += [f"dataset.path={validation_data(dataset, root.parent / 'data')}", "dataset.source=explicit"]
     print("+", " ".join(command), flush=True)
@@ -157,29 +170,41 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
         "seed": [r.metrics.get("seed") for r in records],
         "auroc": [r.metrics.get("auroc") if r.ok else np.nan for r in records],
         "seconds": [r.metrics.get("timings.total") if r.ok else np.nan for r in records],
+        "cls": [class_label(r) if r.ok else "" for r in records],
     })
     return runs.astype({"auroc": float, "seconds": float}), records
 
 
-def model_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
+def class_columns(runs: pd.DataFrame, records: list) -> list[str]:
+    """The normal classes of the completed runs, in class-index order (digits numerically, then names)."""
+    order = {}
+    for cls, record in zip(runs["cls"], records):
+        if record.ok:
+            index = record.metrics.get("normal_classes")
+            order[cls] = (0, int(index[0]), cls) if isinstance(index, list) and len(index) == 1 else \
+                (0, int(cls), cls) if cls.isdigit() else (1, 0, cls)
+    return sorted(order, key=order.get)
+
+
+def model_rows(runs: pd.DataFrame, records: list, classes: list[str]) -> pd.DataFrame:
     """Per label: AUROC % per class (mean over seeds) and their mean, std over seeds, seconds/class."""
-    columns = [*map(str, CLASSES), "mean", "std_seeds", "seeds", "s_per_class", "not_completed"]
+    columns = [*classes, "mean", "std_seeds", "seeds", "s_per_class", "not_completed"]
     if not (runs.status == "completed").any():
         return pd.DataFrame(columns=["method", *columns])
     table = per_class_table(runs, records, ["label"], "auroc").set_index("label")
-    done = runs[runs.status == "completed"].assign(cls=[int(r.config[CLASS_KEY][0]) for r in records if r.ok])
+    done = runs[runs.status == "completed"]
     per_seed = done.groupby(["label", "seed"]).agg(mean=("auroc", "mean"), classes=("cls", "nunique"))
-    complete = per_seed[per_seed.classes == len(CLASSES)]["mean"] * 100
+    complete = per_seed[per_seed.classes == len(classes)]["mean"] * 100
     table["std_seeds"] = complete.groupby("label").std(ddof=1)
     table["seeds"] = done.groupby("label").seed.nunique()
     table["s_per_class"] = done.groupby("label").seconds.mean()
     table["not_completed"] = runs[runs.status != "completed"].groupby("label").size()
     table = table.reindex(columns=columns)
-    table.loc[table[list(map(str, CLASSES))].isna().any(axis=1), "mean"] = np.nan  # a partial row has no mean
+    table.loc[table[classes].isna().any(axis=1), "mean"] = np.nan  # a partial row has no mean
     return table.fillna({"not_completed": 0}).reset_index(names="method")
 
 
-def member_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
+def member_rows(runs: pd.DataFrame, records: list, classes: list[str]) -> pd.DataFrame:
     """For ensemble runs: each member's own AUROC % on the same runs (from member_scores.csv).
 
     Shows what the combination adds over its members without training them again.
@@ -187,19 +212,20 @@ def member_rows(runs: pd.DataFrame, records: list) -> pd.DataFrame:
     from sklearn.metrics import roc_auc_score
 
     found = []
-    for (label, status, seed), record in zip(runs[["label", "status", "seed"]].itertuples(index=False), records):
+    for (label, status, seed, cls), record in zip(runs[["label", "status", "seed", "cls"]].itertuples(index=False),
+                                                  records):
         path = record.path / "member_scores.csv"
         if status != "completed" or not path.exists():
             continue
         scores = pd.read_csv(path)
         for column in (c for c in scores.columns if c.startswith("z_")):
-            found.append({"method": f"{label}: {column[2:]} alone", "cls": str(int(record.config[CLASS_KEY][0])),
+            found.append({"method": f"{label}: {column[2:]} alone", "cls": cls,
                           "seed": seed, "auroc": 100 * roc_auc_score(scores["label"], scores[column])})
     if not found:
         return pd.DataFrame()
     frame = pd.DataFrame(found)
     table = frame.pivot_table(index="method", columns="cls", values="auroc", aggfunc="mean")
-    table = table.reindex(columns=list(map(str, CLASSES)))
+    table = table.reindex(columns=classes)
     table["mean"] = table.mean(axis=1, skipna=False)
     table["seeds"] = frame.groupby("method").seed.nunique()
     table["note"] = " (a member of that ensemble, scored in the same runs)"
@@ -210,51 +236,54 @@ def fmt(value: float, digits: int = 1) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def markdown_table(ours: pd.DataFrame, published: pd.DataFrame) -> list[str]:
-    head = ["method", *map(str, CLASSES), "mean", "± std (seeds)", "seeds", "s / class", "source"]
+def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[str]) -> list[str]:
+    head = ["method", *classes, "mean", "± std (seeds)", "seeds", "s / class", "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ours.sort_values("mean", ascending=False).to_dict("records"):
         mean = fmt(row["mean"])
         note = f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else ""
         note += row.get("note") if isinstance(row.get("note"), str) else ""
-        cells = [f"**{row['method']}**", *(fmt(row[str(c)]) for c in CLASSES), f"**{mean}**" if mean else "",
+        cells = [f"**{row['method']}**", *(fmt(row[c]) for c in classes), f"**{mean}**" if mean else "",
                  fmt(row.get("std_seeds"), 2), fmt(row["seeds"], 0), fmt(row.get("s_per_class"), 0),
                  "this benchmark" + note]
         lines.append("| " + " | ".join(cells) + " |")
     for row in published.to_dict("records"):
-        cells = [row["method"], *(fmt(row[str(c)]) for c in CLASSES), fmt(row["mean"]), "", "", "", row["source"]]
+        cells = [row["method"], *(fmt(row.get(c, np.nan)) for c in classes), fmt(row["mean"]), "", "", "", row["source"]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     runs, records = read_runs(root)
-    ours = pd.concat([model_rows(runs, records), member_rows(runs, records)], ignore_index=True)
+    classes = class_columns(runs, records)
+    ours = pd.concat([model_rows(runs, records, classes), member_rows(runs, records, classes)], ignore_index=True)
     ours["not_completed"] = ours["not_completed"].fillna(0)
     published = pd.read_csv(PUBLISHED)
     published = published[published.dataset == dataset] if not args.validation else published.iloc[0:0]
     info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]
     loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
     what = ("held-out training images (model selection; not comparable with published test-set figures)"
-            if args.validation else "the official test set")
+            if args.validation else "the official test set" if dataset in DEFAULT_DATASETS
+            else "the test set (each run's metrics.json -> test_split says which)")
     suffix = "_validation" if args.validation else ""
     lines = [
         f"# One-class protocol: {dataset}{' (validation)' if args.validation else ''}",
         "",
         f"Train on the training images of one class (10 % held out as validation), score {what} with that",
-        "class normal and the other nine anomalous; AUROC in %. Per-class cells are means over seeds; "
-        "`± std` is the std over seeds of the 10-class mean.",
+        "class normal and every other class anomalous; AUROC in %. Per-class cells are means over seeds; "
+        f"`± std` is the std over seeds of the {len(classes)}-class mean.",
         f"`s / class` is the mean wall time of one run (fit + score + plots) on a machine with {os.cpu_count()} CPU cores"
         + (f" **shared with other jobs** (1-minute load average {min(loads):.1f}-{max(loads):.1f} while the sweeps ran);"
            " treat the times as upper bounds." if loads else "."),
         f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
         f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
+        + (f" --path {args.path}" if args.path else "") + (f" --classes {' '.join(args.classes)}" if args.classes else "")
         + (" --validation" if args.validation else "") + "`"
         + f" (`all`: every model but the supervised {', '.join(supervised_models())}, which train on labelled anomalies;"
         " a row name after the model name lists its overrides).",
         "",
-        *markdown_table(ours, published),
+        *markdown_table(ours, published, classes),
         "",
     ]
     args.results.mkdir(parents=True, exist_ok=True)

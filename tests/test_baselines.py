@@ -148,10 +148,10 @@ def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
     (["model=transform_classifier", "model.n_transforms=1"], "model.n_transforms=1 is not allowed; choose 2-72"),
     (["model=transform_classifier", "model.n_transforms=73"], "model.n_transforms=73 is not allowed; choose 2-72"),
     (["model=transform_classifier", "model.score=entropy"], "model.score='entropy' is not allowed"),
-    (["model=transform_classifier", "model.shift=14"], "model.shift=14 must be a whole number of pixels 1-13"),
+    (["model=transform_classifier", "model.shift=0"], "model.shift=0 must be a whole number of pixels >= 1"),
     (["model=transform_classifier", "model.views_per_image=9"], "model.views_per_image=9 must be a count 1-8"),
     (["model=transform_classifier", "model.views_per_image=0"], "model.views_per_image=0 must be a count"),
-    (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count 1-784"),
+    (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count >= 1"),
     (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
 ])
 def test_bad_settings_raise_config_error_before_data_is_loaded(tmp_path, overrides, message):
@@ -160,11 +160,22 @@ def test_bad_settings_raise_config_error_before_data_is_loaded(tmp_path, overrid
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("model, override, message", [
+    ("transform_classifier", "model.shift=14", "model.shift=14 must be a whole number of pixels 1-13"),
+    ("pca", "model.n_components=785", "model.n_components=785 must be a count 1-784 (the pixels per image)"),
+])
+def test_settings_the_image_shape_rules_out_fail_in_check(model, override, message):
+    detector = instantiate(compose_config([f"model={model}", override]).model, _convert_="all")
+    detector.check_settings()
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        detector.check((28, 28, 1))
+
+
 @needs_mnist
 def test_k_above_the_training_images_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="model.k=400 exceeds the 270 training images"):
-        run(compose_config(["model=knn", "model.k=400", "dataset.max_train=300"]), tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+        run(compose_config(["model=knn", "model.k=400", "dataset.max_train=300"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # found after loading, before the run folder starts
 
 
 def test_cli_exits_2_for_a_bad_k(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from anomaly_bench.native_stderr import is_native_log_line
 from conftest import REPO, TINY, needs_mnist
 
 TESTS = Path(__file__).resolve().parent
@@ -15,7 +16,7 @@ CLI = [sys.executable, "-m", "anomaly_bench"]
 
 
 def anomaly_bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     return subprocess.run([*CLI, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
@@ -40,7 +41,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 @needs_mnist
 def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
     args = [*TINY, "model=undercomplete_ae", "paths.output_dir=out"]
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     procs = [subprocess.Popen([*CLI, *args, f"trainer.seed={seed}"], cwd=tmp_path, env=full_env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -53,6 +54,8 @@ def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
         log = (folder / "run.log").read_text()
         assert "stage fit" in log and "epoch 1/1" in log and "\r" not in log
     assert "epoch 1/1" in outputs[0][0] + outputs[0][1]
+    for _, stderr in outputs:  # no TensorFlow C++ start-up line (absl, oneDNN, cuInit) reaches the terminal
+        assert not [line for line in stderr.splitlines() if is_native_log_line(line.encode())], stderr
 
 
 BAD_INPUTS = [
@@ -99,6 +102,8 @@ def test_failure_mid_training_is_recorded_not_hidden(tmp_path):
                            "paths.output_dir=out", cwd=tmp_path)
     assert result.returncode == 1
     (folder,) = (tmp_path / "out" / "runs").glob("*/*")
+    assert result.stderr.splitlines() == [f"anomaly-bench: error: the run failed: RuntimeError: boom: simulated "
+                                          f"failure mid-training; traceback in {folder.resolve() / 'error.txt'}"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "boom" in metrics["error"]
     assert "auroc" not in metrics

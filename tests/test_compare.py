@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from io import StringIO
@@ -307,7 +308,7 @@ def test_html_report_embeds_table_bars_roc_and_thumbnails(sweep, tmp_path, capsy
     text = target.read_text()
     assert code == 0
     assert text.startswith("<!DOCTYPE html>") and "http" not in text.replace("http-equiv", "")
-    assert text.count("<table>") == 2  # grouped table + every run
+    assert text.count("<table") == 2 and text.count("<table class=\"wide\">") == 1  # grouped table + every run
     assert text.count('src="data:image/png;base64,') == 2 + 3  # bars, ROC, three thumbnails
     assert "<h2>ROC curves</h2>" in text and "0.8500 ± 0.0707" in text
 
@@ -491,7 +492,9 @@ def test_per_class_html_report(protocol, tmp_path, capsys):
     target = tmp_path.parent / "protocol.html"
     code, _, _ = run_cli([protocol, "--group-by", "model.name", "--format", "html", "--out", target], capsys)
     text = target.read_text()
-    assert code == 0 and "<th>mean</th>" in text and "<td class=\"num\">65.5</td>" in text
+    # The markdown table keeps the published % layout; the report shows fractions throughout and says so.
+    assert code == 0 and "<th>mean</th>" in text and "<td class=\"num\">0.6550</td>" in text
+    assert "All metrics are fractions in [0, 1]" in text
     assert text.count('src="data:image/png;base64,') == 2  # per-class bars + ROC of the runs with scores.csv
 
 
@@ -511,3 +514,38 @@ def test_console_script_end_to_end(messy, tmp_path):
     done = subprocess.run([*command, str(empty)], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (1, "")
     assert "no run folder" in done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json", "html"])
+def test_a_hostile_folder_is_corrupt_and_the_good_runs_still_print(sweep, tmp_path, capsys, fmt):
+    deep = write_run(sweep / "7_deep", config_with(trainer__seed=7), scores=False)
+    (deep / "metrics.json").write_text("[" * 200_000 + "]" * 200_000)
+    huge = write_run(sweep / "8_huge", config_with(trainer__seed=8), scores=False)
+    (huge / "metrics.json").write_text((huge / "metrics.json").read_text().replace('"auroc": 0.9', '"auroc": 1' + "0" * 400))
+    write_run(sweep / os.fsdecode(b"9_latin1_\xe9t\xe9"), config_with(trainer__seed=9), auroc=0.7)  # not UTF-8
+    code, out, err = run_cli([sweep, "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys)
+    assert code == 0, err
+    raw = (tmp_path / f"r.{fmt}").read_bytes()
+    escaped = b"9_latin1_\\udce9t\\udce9"  # JSON escapes the undecodable bytes
+    assert (escaped if fmt == "json" else b"9_latin1_\xe9t\xe9") in raw  # the folder's own bytes, whatever the locale
+    text = raw.decode("utf-8", "replace").replace("<wbr>", "")  # the HTML table's line-break hints
+    assert "2_model=conv_ae,seed=0" in text and "7_deep" in text and "8_huge" in text
+    if fmt == "csv":
+        assert "corrupt: " in err and "unreadable (RecursionError" in err and "unreadable (OverflowError" in err
+    else:
+        assert "unreadable (RecursionError" in text
+
+
+def test_out_inside_a_folder_being_read_is_refused(sweep, capsys):
+    result = sweep / "0_model=deep_ae,seed=0" / "metrics.json"
+    before = result.read_bytes()
+    for out in (result, result.parent / "report.md", sweep / "2_model=conv_ae,seed=0"):
+        code, stdout, err = run_cli([sweep, "--out", out], capsys)
+        assert code == 2 and err.startswith("anomaly-bench-compare: error: --out ") and "inside" in err
+        assert len(err.splitlines()) == 1
+    (sweep / "summary.csv").write_text("job,status\n")
+    code, _, err = run_cli([sweep, "--out", sweep / "summary.csv"], capsys)
+    assert code == 2 and "would replace the sweep's own summary.csv" in err
+    assert result.read_bytes() == before and not (result.parent / "report.md").exists()
+    code, _, _ = run_cli([sweep, "--out", sweep / "report.md"], capsys)  # beside the runs is fine
+    assert code == 0 and (sweep / "report.md").is_file()

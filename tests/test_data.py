@@ -9,7 +9,7 @@ import pytest
 from anomaly_bench.data import load_raw, make_splits
 from anomaly_bench.data.readers import read_idx
 from anomaly_bench.data.split import stratified_subsample
-from anomaly_bench.errors import ConfigError, DataNotFoundError
+from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError
 from conftest import needs_fashion, needs_mnist
 
 
@@ -58,7 +58,7 @@ def test_idx_round_trip(tmp_path, gz):
     arrays = synthetic_arrays()
     folder = write_idx_folder(tmp_path / "d", arrays, gz=gz)
     raw = load_raw("mnist", "explicit", str(folder))
-    np.testing.assert_array_equal(raw.x_train, arrays["x_train"])
+    np.testing.assert_array_equal(raw.x_train[..., 0], arrays["x_train"])
     np.testing.assert_array_equal(raw.y_test, arrays["y_test"])
     assert raw.source == "explicit" and raw.test_split == "official test set"
 
@@ -76,7 +76,7 @@ def test_npz_source_and_pickle_refused(tmp_path):
     raw = load_raw("fashion_mnist", "auto", str(tmp_path / "data.npz"))
     assert raw.source == "explicit" and len(raw.x_train) == 200
     np.savez(tmp_path / "objects.npz", **{**arrays, "x_train": np.array([object()], dtype=object)})
-    with pytest.raises(DataNotFoundError, match="unreadable"):
+    with pytest.raises(BadDataError, match=r"objects.npz: array x_train holds pickled \(object\) data"):
         load_raw("mnist", "explicit", str(tmp_path / "objects.npz"))
 
 
@@ -180,7 +180,7 @@ def test_labelled_anomalies_join_the_training_set(synthetic_raw):
 @needs_mnist
 def test_shipped_mnist_official_split():
     raw = load_raw("mnist", "env")
-    assert raw.x_train.shape == (60000, 28, 28) and raw.x_test.shape == (10000, 28, 28)
+    assert raw.x_train.shape == (60000, 28, 28, 1) and raw.x_test.shape == (10000, 28, 28, 1)
     s = make_splits(raw, [1], "rest", val_fraction=0.1)
     assert len(s.train) + len(s.val) == 6742  # official count of training ones
     assert len(s.test) == 10000 and int((s.test.labels == 0).sum()) == 1135
@@ -191,3 +191,128 @@ def test_shipped_fashion_mnist_classes_are_balanced():
     raw = load_raw("fashion_mnist", "env")
     assert np.bincount(raw.y_train).tolist() == [6000] * 10
     assert np.bincount(raw.y_test).tolist() == [1000] * 10
+
+
+# ---------------------------------------------------------------- every array is checked, whatever the source
+def _npz(tmp_path, **changes) -> str:
+    arrays = {**synthetic_arrays(), **changes}
+    np.savez(tmp_path / "d.npz", **arrays)
+    return str(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"y_train": np.zeros(150, np.uint8)}, "d.npz: y_train: 150 labels for 200 images"),
+    ({"y_test": np.zeros(101, np.uint8)}, "d.npz: y_test: 101 labels for 100 images"),
+    ({"x_train": np.zeros((200, 784), np.uint8)}, "d.npz: x_train: images have shape (200, 784)"),
+    ({"x_train": np.zeros((200, 28, 28, 4), np.uint8)}, "the last axis must be 1 (grey) or 3 (RGB)"),
+    ({"x_train": np.zeros((200, 3, 28, 28), np.uint8)}, "channels first"),
+    ({"x_train": np.zeros((200, 2, 28, 28, 1), np.uint8)}, "expected N x H x W or N x H x W x C"),
+    ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "holds no images"),
+    ({"x_test": np.zeros((100, 20, 20), np.uint8)}, "test images are (20, 20, 1) but training images (28, 28, 1)"),
+    ({"x_train": np.full((200, 28, 28), -0.5, np.float32)}, "float images range -0.5--0.5"),
+    ({"x_train": np.full((200, 28, 28), 300.0)}, "float images range 300-300"),
+    ({"x_train": np.full((200, 28, 28), np.nan, np.float32)}, "NaN or infinite"),
+    ({"x_train": np.full((200, 28, 28), 300, np.int16)}, "int16 images range 300-300; integer pixels must be 0-255"),
+    ({"x_train": np.zeros((200, 28, 28), bool)}, "dtype bool are not understood"),
+    ({"x_train": np.full((200, 28, 28), "a")}, "are not understood"),
+    ({"y_train": np.full(200, 0.5)}, "labels of dtype float64 are not integer class indices"),
+    ({"y_train": np.full(200, -1, np.int64)}, "class indices must be >= 0"),
+    ({"y_test": np.full(100, 10, np.int64)}, "this dataset has classes 0-9"),
+    ({"y_train": np.zeros((200, 2), np.uint8)}, "one class per image"),
+])
+def test_malformed_npz_arrays_are_refused_naming_file_and_array(tmp_path, changes, message):
+    with pytest.raises(BadDataError) as info:
+        load_raw("mnist", "explicit", _npz(tmp_path, **changes))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype, scale", [("float32", 1 / 255), ("float64", 1 / 255), ("float32", 1.0),
+                                          ("int64", 1), ("uint16", 1)])
+def test_float_and_wide_integer_images_convert_to_the_same_uint8(tmp_path, dtype, scale):
+    arrays = synthetic_arrays()
+    converted = {k: (v.astype(dtype) * scale if k.startswith("x") else v) for k, v in arrays.items()}
+    raw = load_raw("mnist", "explicit", _npz(tmp_path, **converted))
+    np.testing.assert_array_equal(raw.x_train[..., 0], arrays["x_train"])
+    assert raw.x_train.dtype == np.uint8 and dtype in raw.info["stored_dtype"]
+
+
+def test_idx_label_file_of_the_wrong_set_is_refused(tmp_path):
+    arrays = synthetic_arrays()
+    arrays["y_train"] = arrays["y_test"]  # 100 test labels beside 200 training images
+    folder = write_idx_folder(tmp_path / "d", arrays)
+    with pytest.raises(BadDataError, match=r"train-labels-idx1-ubyte.gz: 100 labels for 200 images"):
+        load_raw("mnist", "explicit", str(folder))
+
+
+def test_truncated_gz_idx_file_is_bad_data_not_a_traceback(tmp_path):
+    folder = write_idx_folder(tmp_path / "d", synthetic_arrays())
+    target = folder / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:200])
+    with pytest.raises(BadDataError, match="train-images-idx3-ubyte.gz: corrupt or truncated gzip"):
+        load_raw("mnist", "auto", str(folder))
+
+
+def test_npz_whose_array_cannot_be_reshaped_is_bad_data(tmp_path):
+    path = Path(_npz(tmp_path))
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["x_train.npy"] = members["x_train.npy"][:-1000]  # header promises more than the file holds
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(BadDataError, match="d.npz: array x_train is unreadable"):
+        load_raw("mnist", "explicit", str(path))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "is an empty folder, not an IDX folder or .npz"),
+    (lambda p: p.write_text("hello"), "is a file, not an IDX folder or .npz"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "holds no complete set of IDX files (missing"),
+])
+def test_existing_paths_are_not_reported_as_not_found(isolated, make, message):
+    target = isolated / "data"
+    make(target)
+    with pytest.raises(DataNotFoundError) as info:
+        load_raw("mnist", "explicit", str(target))
+    assert message in str(info.value) and "not found" not in str(info.value)
+
+
+def test_text_file_named_npz_is_not_called_pickled(tmp_path):
+    (tmp_path / "d.npz").write_text("x_train,y_train\n1,2\n")
+    with pytest.raises(BadDataError) as info:
+        load_raw("mnist", "explicit", str(tmp_path / "d.npz"))
+    assert "is not an .npz archive" in str(info.value) and "pickled" not in str(info.value)
+
+
+def test_classes_by_name_and_rest_over_the_datasets_own_classes(synthetic_raw):
+    synthetic_raw.class_names = [f"c{i}" for i in range(10)]
+    s = make_splits(synthetic_raw, ["c3"], "rest", val_fraction=0.0)
+    assert s.normal_classes == [3] and s.names(s.anomaly_classes) == [f"c{i}" for i in range(10) if i != 3]
+    with pytest.raises(ConfigError, match="contains 'nope'; this dataset's classes are 0-9 or by name: c0"):
+        make_splits(synthetic_raw, ["nope"], "rest")
+    with pytest.raises(ConfigError, match="overlaps"):
+        make_splits(synthetic_raw, ["c1"], [1, 2])
+
+
+# ---------------------------------------------------------------- checks that need the data's size run before the folder
+@needs_mnist
+@pytest.mark.parametrize("overrides, message", [
+    (["model=knn", "model.k=100000"], "model.k=100000 exceeds the 270 training images"),
+    (["model=pca", "model.n_components=500"], "model.n_components=500 exceeds the 270 training images"),
+    (["model=ocsvm", "model.pca_components=500"], "model.pca_components=500 exceeds the 270 training images"),
+    (["model=ensemble", "model.members.knn.k=1000"], "model.members.knn.k=1000 exceeds the 270 training images"),
+    (["model=deep_ae", "dataset.max_train=5"], "dataset.val_fraction=0.1 of 5 normal training images rounds to 0"),
+    (["model=pca", "dataset.val_fraction=0.0001"], "rounds to 0 validation images, but threshold=val_mean_std needs"),
+    (["model=ensemble", "dataset.max_train=12"], "at least 2 normal images are held out"),
+])
+def test_settings_the_data_size_rules_out_fail_before_the_run_folder(tmp_path, overrides, message):
+    from anomaly_bench.run import run
+    from conftest import compose_config
+
+    cfg = compose_config(["dataset.max_train=300", "dataset.max_test=100", *overrides])
+    with pytest.raises(ConfigError) as info:
+        run(cfg, tmp_path / "run")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()

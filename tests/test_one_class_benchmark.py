@@ -67,3 +67,17 @@ def test_ensemble_members_get_their_own_rows_from_member_scores(one_class, tmp_p
     assert set(rows) == {"**ensemble**", "**ensemble: a alone**", "**ensemble: b alone**"}
     assert rows["**ensemble: a alone**"][1:12] == ["100.0"] * 10 + ["**100.0**"]
     assert rows["**ensemble: b alone**"][11] == "**75.0**"
+
+
+def test_table_of_a_folder_dataset_has_its_class_names_as_columns(one_class, tmp_path):
+    runs = tmp_path / "runs" / "test" / "folder" / "pca"
+    for cls, (name, index) in enumerate([("trouser", 9), ("bag", 1), ("t-shirt", 8)]):
+        write_run(runs / f"{cls}_{name}", config_with(dataset__normal_classes=[name], model__name="pca"),
+                  auroc=0.8 + 0.05 * cls, seed=0, normal_classes=[index], data={"normal_class_names": [name]})
+    one_class.main(["--dataset", "folder", "--table-only", "--runs", str(tmp_path / "runs"),
+                    "--results", str(tmp_path / "results")])
+    lines = (tmp_path / "results" / "one_class_folder.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:5] == ["bag", "t-shirt", "trouser", "mean"]
+    (ours,) = [line for line in lines if line.startswith("| **pca**")]
+    assert [c.strip() for c in ours.strip("|").split("|")][1:5] == ["85.0", "90.0", "80.0", "**85.0**"]

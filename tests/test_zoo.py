@@ -14,7 +14,7 @@ from sklearn.covariance import EllipticEnvelope
 from sklearn.svm import OneClassSVM
 
 from anomaly_bench.config import validate
-from anomaly_bench.data import load_raw
+from anomaly_bench.data import load_raw, to_float
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.classical import PixelDetector
 from anomaly_bench.models.deep_svdd import adjust_center
@@ -167,7 +167,7 @@ ZOO = [
 
 def load_test_images(index: np.ndarray) -> np.ndarray:
     raw = load_raw("mnist", "auto", None, 10.0)
-    return (raw.x_test[index].astype(np.float32) / 255.0)[..., None]
+    return to_float(raw.x_test[index])
 
 
 @needs_mnist

@@ -1,7 +1,8 @@
 """The ``anomaly-bench-compare`` command: run folders in, one table or report out.
 
 Exit codes: 0 when a table was written (problem folders are listed, never fatal), 1 when no
-run folder was found or none matched the filters, 2 for a bad option value (one line).
+run folder was found or none matched the filters, 2 for a bad option value or an --out inside a
+run folder being read (one line).
 """
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from anomaly_bench.compare.discover import discover
 from anomaly_bench.compare.formats import Comparison, Problem, to_csv, to_json, to_markdown
 from anomaly_bench.compare.load import load_run
 from anomaly_bench.compare.table import (
+    ANOMALY_KEY,
     CLASS_KEY,
     MAIN_METRICS,
+    MIXED_COLUMN,
     Lookup,
+    add_mixed_column,
     apply_filters,
     check_metrics,
     group_table,
+    mixed_settings,
     one_class_classes,
     parse_filters,
     per_class_table,
@@ -144,10 +149,30 @@ def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, 
     return title
 
 
+SWEEP_FILES = ("summary.csv", "multirun.yaml")  # what a sweep folder holds beside its run folders
+
+
+def check_out_outside(out: Path, runs: list[Path], roots: list[str]) -> None:
+    """Compare never writes into what it reads: --out may not lie in a run folder, nor replace a sweep's files."""
+    target = Path(os.path.realpath(out))
+    for folder in runs:
+        real = Path(os.path.realpath(folder))
+        if target == real or real in target.parents:
+            raise ConfigError(f"--out {out} lies inside {folder}, a run folder being compared; compare never "
+                              "writes into what it reads: choose a file outside the run folders")
+    if target.name in SWEEP_FILES and target.exists():
+        for root in roots:
+            real = Path(os.path.realpath(root))
+            if target.parent == real or real in target.parents:
+                raise ConfigError(f"--out {out} would replace the sweep's own {target.name}; choose another file")
+
+
 def compare(args: argparse.Namespace) -> str:
     """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
     filters = parse_filters(args.filter)
     found = discover(args.paths)
+    if args.out is not None:
+        check_out_outside(args.out, found.runs, args.paths)
     foreign = [Problem(path, "foreign", reason) for path, reason in found.foreign]
     if not found.runs:
         for problem in foreign:
@@ -177,6 +202,14 @@ def compare(args: argparse.Namespace) -> str:
         table = group_table(runs, args.group_by, args.metrics)
     else:
         metric, table = args.metrics[0], runs
+    if args.group_by:
+        mixed = mixed_settings(runs, records, args.group_by, (CLASS_KEY, ANOMALY_KEY) if per_class else ())
+        table = add_mixed_column(table, args.group_by, mixed)
+        if mixed:
+            keys = sorted({k for differing in mixed.values() for k in differing})
+            groups = f"{len(mixed)} group{'s' if len(mixed) > 1 else ''}"
+            _warn(f"--group-by {' '.join(args.group_by)}: {groups} average runs that also differ in "
+                  f"{', '.join(keys)} (column '{MIXED_COLUMN}'); add them to --group-by to separate those runs")
     if args.sort and table is runs:
         table = runs = sort_table(runs, args.sort, args.metrics, args.reverse)
     elif args.sort:
@@ -186,11 +219,12 @@ def compare(args: argparse.Namespace) -> str:
     problems = [Problem(r.path, r.status, r.problem) for r in records if r.problem] + foreign
     _warn_problems(problems, listed_in_output=args.format != "csv")
     done = sum(r.ok for r in records)
-    result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class)
+    result = Comparison(table, runs, _title(len(records), done, args, per_class, metric), problems, per_class, metric)
     if args.format == "html":
         from anomaly_bench.compare.report_html import ReportOptions, render
 
-        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails))
+        link_base = args.out.resolve().parent if args.out else None
+        return render(result, records, ReportOptions(args.group_by, args.max_curves, args.max_thumbnails, link_base))
     return {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](result)
 
 
@@ -204,15 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     except NothingFound as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
+    # Folder names that are not UTF-8 come back as their original bytes, whatever the locale.
+    data = text.encode("utf-8", "surrogateescape")
     if args.out is None:
         try:
-            sys.stdout.write(text)
             sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         except BrokenPipeError:  # `... | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_bytes(data)
     except OSError as exc:
         print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None

@@ -24,7 +24,11 @@ DPI = 100
 HISTOGRAM_FILE = "score_histogram.png"
 # Vertical averaging of ROC curves happens on this false-positive-rate grid.
 FPR_GRID = np.linspace(0.0, 1.0, 201)
-THUMBNAIL_REDUCTION = 2
+# Curves are told apart by colour (qualitative maps: neighbours never look alike) and, when
+# they belong to different groups, by line style.
+LINE_STYLES = ("-", "--", ":", "-.")
+# Where AUROC bar axes start when every value is at least chance level.
+CHANCE = 0.5
 
 
 @dataclass
@@ -37,8 +41,9 @@ class Curve:
 
 
 def plain(text: str) -> str:
-    """Matplotlib would read '$...$' in a folder name or config value as mathtext."""
-    return text.replace("$", r"\$")
+    """Matplotlib would read '$...$' in a folder name or config value as mathtext, and cannot draw
+    the bytes of a folder name that is not UTF-8 (shown as \ufffd)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
 
 
 def _png(fig: plt.Figure) -> bytes:
@@ -91,17 +96,24 @@ def mean_curves(curves: list[Curve]) -> list[Curve]:
     return merged
 
 
+def curve_colours(n: int) -> list[tuple]:
+    """n colours that can be told apart: tab10 up to 10, tab20 up to 20, then a hue circle."""
+    if n <= 20:
+        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        return [cmap(i) for i in range(n)]
+    return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+
+
 def roc_overlay(curves: list[Curve], title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 6.5 + 0.18 * len(curves)))
     groups = list(dict.fromkeys(c.group for c in curves))
-    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for curve in curves:
-        colour = colours(groups.index(curve.group) % colours.N)
-        ax.plot(curve.fpr, curve.tpr, color=colour, linewidth=1.2, alpha=0.85,
+    styles = {g: LINE_STYLES[i % len(LINE_STYLES)] if len(groups) < len(curves) else "-" for i, g in enumerate(groups)}
+    for curve, colour in zip(curves, curve_colours(len(curves))):
+        ax.plot(curve.fpr, curve.tpr, color=colour, linestyle=styles[curve.group], linewidth=1.3, alpha=0.9,
                 label=plain(f"{curve.label}  AUROC {curve.auroc:.4f}"))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=(0, (1, 3)), label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=plain(title), xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="x-small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small" if len(curves) <= 12 else "x-small")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -117,37 +129,41 @@ def metric_bars(labels: list[str], means: list[float], stds: list[float], metric
             ax.text(value + error, i, f"  {value:.4f}", va="center", fontsize="small")
     ax.set_yticks(y, [plain(label) for label in labels], fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel=metric, xlim=(0, 1.15) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
+    ax.set(xlabel=f"{metric} (axis starts at 0)", xlim=(0, 1.15) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
 
 def per_class_bars(table: pd.DataFrame, row_labels: list[str], classes: list[str], metric: str) -> bytes:
-    """One bar per method for each normal class, as in the per-class AUROC tables."""
+    """One bar per method for each normal class, as in the per-class AUROC tables (values as
+    fractions). The axis starts at chance (0.5) when no value is below it, else at 0, and says so."""
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / max(len(row_labels), 1)
     x = np.arange(len(classes) + 1)
-    for i, label in enumerate(row_labels):
+    for i, (label, colour) in enumerate(zip(row_labels, curve_colours(len(row_labels)))):
         values = [*table.iloc[i][classes].to_numpy(dtype=float), float(table.iloc[i]["mean"])]
-        ax.bar(x + (i - (len(row_labels) - 1) / 2) * width, values, width, label=plain(label))
+        ax.bar(x + (i - (len(row_labels) - 1) / 2) * width, values, width, label=plain(label), color=colour)
     ax.set_xticks(x, [*classes, "mean"])
-    ax.set(xlabel="normal class", ylabel=f"{metric} (%)")
-    low = np.nanmin(table[classes + ["mean"]].to_numpy(dtype=float), initial=100.0)
-    ax.set_ylim(max(0.0, np.floor(low / 10) * 10 - 10), 100)
-    ax.legend(fontsize="small", ncol=min(len(row_labels), 4))
+    low = np.nanmin(table[classes + ["mean"]].to_numpy(dtype=float), initial=1.0)
+    bottom = CHANCE if low >= CHANCE else 0.0
+    ax.set_ylim(bottom, 1.0)
+    ax.set(xlabel="normal class", ylabel=f"{metric} (axis starts at {bottom:g}{' = chance' if bottom else ''})")
+    ax.legend(fontsize="small", ncol=min(len(row_labels), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
 def thumbnail(folder: Path) -> bytes | None:
-    """A smaller copy of the run's score histogram; None when the run has none (or it is broken)."""
+    """The run's score histogram re-encoded at full resolution (only pixels reach the report,
+    and its text stays readable); None when the run has none (or it is broken)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(folder / HISTOGRAM_FILE) as image:
-            small = image.convert("RGB").reduce(THUMBNAIL_REDUCTION)
+            pixels = image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG", compress_level=1)
+    pixels.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()

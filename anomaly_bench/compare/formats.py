@@ -36,6 +36,7 @@ class Comparison:
     title: str
     problems: list[Problem] = field(default_factory=list)
     percent: bool = False  # the per-class layout: cells already in %, one decimal
+    metric: str = ""  # the metric of the per-class cells
 
 
 def _number(value: float, decimals: int) -> str:

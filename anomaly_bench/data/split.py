@@ -1,23 +1,30 @@
 """From a raw dataset to train / validation / test splits for one anomaly-detection task.
 
 Label convention everywhere: 1 = anomaly (the positive class), 0 = normal. ``classes``
-keeps the original digit / garment class so results can be broken down per class.
+keeps the original class index (into ``Splits.class_names``) so results can be broken down
+per class. Classes are named in the config by index or by name (``[trouser]``, ``[good]``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from anomaly_bench.data.images import to_float
 from anomaly_bench.data.sources import RawDataset
 from anomaly_bench.errors import ConfigError
 
 
 @dataclass
 class Split:
-    """Images as float32 [n, 28, 28, 1] in [0, 1], anomaly labels, classes, source indices."""
+    """Images (uint8 N x H x W x C as stored), anomaly labels, classes, source indices.
 
-    x: np.ndarray
+    ``x`` is where images become float32 in [0, 1] for the models: a fresh array per access,
+    so the split itself keeps only the uint8 copy (a quarter of the memory).
+    """
+
+    images: np.ndarray
     labels: np.ndarray
     classes: np.ndarray
     index: np.ndarray
@@ -26,11 +33,15 @@ class Split:
         return len(self.labels)
 
     @property
+    def x(self) -> np.ndarray:
+        return to_float(self.images)
+
+    @property
     def normal(self) -> "Split":
         return self.subset(self.labels == 0)
 
     def subset(self, mask: np.ndarray) -> "Split":
-        return Split(self.x[mask], self.labels[mask], self.classes[mask], self.index[mask])
+        return Split(self.images[mask], self.labels[mask], self.classes[mask], self.index[mask])
 
 
 @dataclass
@@ -40,6 +51,14 @@ class Splits:
     test: Split
     normal_classes: list[int]
     anomaly_classes: list[int]
+    class_names: list[str] = field(default_factory=lambda: [str(c) for c in range(10)])
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.train.images.shape[1:])
+
+    def names(self, classes: list[int]) -> list[str]:
+        return [self.class_names[c] for c in classes]
 
     def counts(self) -> dict[str, int]:
         return {
@@ -51,11 +70,41 @@ class Splits:
         }
 
 
-def resolve_classes(normal_classes: list[int], anomaly_classes: list[int] | str) -> tuple[list[int], list[int]]:
-    normal = sorted(int(c) for c in normal_classes)
+def class_indices(key: str, values: list[Any], class_names: list[str]) -> list[int]:
+    """Class indices for a config list of indices (0 .. n-1) or names (as in ``class_names``)."""
+    n, indices = len(class_names), []
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n:
+            indices.append(value)
+        elif isinstance(value, str) and value in class_names:
+            indices.append(class_names.index(value))
+        else:
+            shown = ", ".join(class_names[:20]) + (", ..." if n > 20 else "")
+            raise ConfigError(f"{key}={list(values)} contains {value!r}; this dataset's classes are 0-{n - 1} "
+                              f"or by name: {shown}")
+    if len(set(indices)) != len(indices):
+        raise ConfigError(f"{key}={list(values)} lists a class twice")
+    return sorted(indices)
+
+
+def resolve_classes(normal_classes: list[Any], anomaly_classes: list[Any] | str,
+                    class_names: list[str] | None = None) -> tuple[list[int], list[int]]:
+    """(normal, anomalous) class indices; ``rest`` = every class of the dataset that is not normal."""
+    class_names = class_names if class_names is not None else [str(c) for c in range(10)]
+    normal = class_indices("dataset.normal_classes", normal_classes, class_names)
     if anomaly_classes == "rest":
-        return normal, [c for c in range(10) if c not in normal]
-    return normal, sorted(int(c) for c in anomaly_classes)
+        anomalous = [c for c in range(len(class_names)) if c not in normal]
+        if not anomalous:
+            raise ConfigError(f"dataset.normal_classes lists all {len(class_names)} classes; no anomaly class is "
+                              "left for anomaly_classes=rest")
+        return normal, anomalous
+    anomalous = class_indices("dataset.anomaly_classes", anomaly_classes, class_names)
+    overlap = sorted(set(normal) & set(anomalous))
+    if overlap:
+        raise ConfigError(f"dataset.anomaly_classes={list(anomaly_classes)} overlaps dataset.normal_classes="
+                          f"{list(normal_classes)} in {[class_names[c] for c in overlap]}; a class is either normal "
+                          "or anomalous")
+    return normal, anomalous
 
 
 def stratified_subsample(classes: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -72,16 +121,15 @@ def stratified_subsample(classes: np.ndarray, limit: int | None, rng: np.random.
     return np.sort(np.concatenate(chosen))
 
 
-def _to_split(x: np.ndarray, classes: np.ndarray, index: np.ndarray, normal: list[int]) -> Split:
-    images = (x.astype(np.float32) / 255.0)[..., None]
+def _to_split(images: np.ndarray, classes: np.ndarray, index: np.ndarray, normal: list[int]) -> Split:
     labels = (~np.isin(classes, normal)).astype(np.int64)
     return Split(images, labels, classes.astype(np.int64), index.astype(np.int64))
 
 
 def make_splits(
     raw: RawDataset,
-    normal_classes: list[int],
-    anomaly_classes: list[int] | str = "rest",
+    normal_classes: list[Any],
+    anomaly_classes: list[Any] | str = "rest",
     val_fraction: float = 0.1,
     max_train: int | None = None,
     max_test: int | None = None,
@@ -90,13 +138,13 @@ def make_splits(
 ) -> Splits:
     """Train on normal images (+ optional labelled anomalies), validate on held-out normal
     images, test on the test set restricted to normal + anomaly classes. Deterministic in ``seed``."""
-    normal, anomalous = resolve_classes(normal_classes, anomaly_classes)
+    normal, anomalous = resolve_classes(normal_classes, anomaly_classes, raw.class_names)
     rng = np.random.default_rng(seed)
 
     normal_idx = np.flatnonzero(np.isin(raw.y_train, normal))
     normal_idx = normal_idx[stratified_subsample(raw.y_train[normal_idx], max_train, rng)]
     if len(normal_idx) == 0:
-        raise ConfigError(f"dataset.normal_classes={normal} selects no training images")
+        raise ConfigError(f"dataset.normal_classes={list(normal_classes)} selects no training images")
     shuffled = rng.permutation(normal_idx)
     n_val = int(round(val_fraction * len(shuffled)))
     if n_val >= len(shuffled):
@@ -114,7 +162,7 @@ def make_splits(
     test_idx = np.flatnonzero(np.isin(raw.y_test, normal + anomalous))
     test_idx = test_idx[stratified_subsample(raw.y_test[test_idx], max_test, rng)]
     if len(test_idx) == 0:
-        raise ConfigError(f"dataset classes {normal + anomalous} select no test images")
+        raise ConfigError(f"dataset classes {[raw.class_names[c] for c in normal + anomalous]} select no test images")
 
     return Splits(
         train=_to_split(raw.x_train[train_idx], raw.y_train[train_idx], train_idx, normal),
@@ -122,4 +170,5 @@ def make_splits(
         test=_to_split(raw.x_test[test_idx], raw.y_test[test_idx], test_idx, normal),
         normal_classes=normal,
         anomaly_classes=anomalous,
+        class_names=list(raw.class_names),
     )

@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from anomaly_bench.config import TrainerConfig  # noqa: E402
 from anomaly_bench.data.split import Splits  # noqa: E402
@@ -32,6 +31,7 @@ from anomaly_bench.models.checks import integer, integers, one_of  # noqa: E402
 from anomaly_bench.models.base import Detector, FitResult, TrainingData  # noqa: E402
 from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model  # noqa: E402
 from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
+from anomaly_bench.models.train_steps import compiled  # noqa: E402
 
 log = logging.getLogger("anomaly_bench")
 SCORINGS = ("search", "encoder")
@@ -39,14 +39,17 @@ PREDICT_BATCH = 512
 
 
 def save_grid(images: np.ndarray, path: Path, columns: int) -> None:
-    """Tile images in [0, 1] into one grayscale PNG, ``columns`` per row."""
+    """Tile images in [0, 1] into one PNG, ``columns`` per row: grey for one channel, colour for three."""
     rows = -(-len(images) // columns)
-    h, w = images.shape[1:3]
-    canvas = np.ones((rows * h, columns * w), "float32")
+    h, w, c = images.shape[1:4]
+    canvas = np.ones((rows * h, columns * w, c), "float32")
     for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image[..., 0]
-    plt.imsave(path, canvas, cmap="gray", vmin=0.0, vmax=1.0)
+        r, col = divmod(i, columns)
+        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    if c == 1:
+        plt.imsave(path, canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        plt.imsave(path, np.clip(canvas, 0.0, 1.0))
 
 
 class GANProgress(keras.callbacks.Callback):
@@ -67,7 +70,7 @@ class GANProgress(keras.callbacks.Callback):
         if self.sample_every and (n % self.sample_every == 0 or n == self.epochs):
             (self.folder / "samples").mkdir(exist_ok=True)
             name = f"samples/epoch_{n:03d}.png"
-            save_grid(np.asarray(self.model(self.z)), self.folder / name, self.columns)
+            save_grid(keras.ops.convert_to_numpy(self.model(self.z)), self.folder / name, self.columns)
             self.written.append(name)
         if self.checkpoint_every and n % self.checkpoint_every == 0:
             (self.folder / "checkpoints").mkdir(exist_ok=True)
@@ -121,17 +124,11 @@ class AnoGANDetector(Detector):
         self._encoder_pass = None
 
     # ----------------------------------------------------------------- settings
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         integer("latent_dim", self.latent_dim)
         integers("generator_filters", self.generator_filters)
         integers("discriminator_filters", self.discriminator_filters)
         integer("kernel_size", self.kernel_size)
-        side = image_shape[0]
-        if side % 2 ** len(self.generator_filters):
-            raise ConfigError(
-                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
-                f"but the image side {side} is not divisible by {2 ** len(self.generator_filters)}"
-            )
         if self.leaky_slope < 0:
             raise ConfigError(f"model.leaky_slope={self.leaky_slope} must be >= 0")
         for key in ("g_learning_rate", "d_learning_rate", "search_lr", "encoder_learning_rate"):
@@ -148,6 +145,15 @@ class AnoGANDetector(Detector):
         integer("sample_every", self.sample_every, low=0)
         integer("checkpoint_every", self.checkpoint_every, low=0)
         integer("sample_grid", self.sample_grid)
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        factor = 2 ** len(self.generator_filters)
+        if any(side % factor for side in image_shape[:2]):
+            raise ConfigError(
+                f"model.generator_filters={self.generator_filters} up-samples {len(self.generator_filters)} times, "
+                f"but the image sides {image_shape[0]}x{image_shape[1]} are not divisible by {factor}; use fewer "
+                "filters or set dataset.image_size"
+            )
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:
@@ -220,12 +226,14 @@ class AnoGANDetector(Detector):
                 return (anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
                         to_unit_range(g))
 
-            self._encoder_pass = tf.function(encoder_pass, reduce_retracing=True)
+            gan = self.gan
+            self._encoder_pass = compiled(encoder_pass, [*gan.generator.variables, *gan.encoder.variables,
+                                                         *gan.discriminator.variables])
         losses, generated = [], []
         for start in range(0, len(images), PREDICT_BATCH):
             loss, g = self._encoder_pass(keras.ops.convert_to_tensor(images[start:start + PREDICT_BATCH], "float32"))
-            losses.append(np.asarray(loss))
-            generated.append(np.asarray(g))
+            losses.append(keras.ops.convert_to_numpy(loss))
+            generated.append(keras.ops.convert_to_numpy(g))
         return np.concatenate(losses), np.concatenate(generated)
 
     def _score_and_nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
+
+from anomaly_bench.models.train_steps import OptimizerGroup, Updates, custom_train_step
 
 FEATURE_LAYER = "features"
 
@@ -28,15 +29,16 @@ def build_generator(latent_dim: int, filters: list[int], kernel_size: int, slope
                     image_shape: tuple[int, ...]) -> keras.Model:
     """z -> Dense(s*s*filters[0]) -> [up-sample -> Conv(f)]... -> up-sample -> Conv(channels), tanh.
 
-    With the article's filters [128, 64] and 28x28 images: Dense 7*7*128, up to 14x14 with
-    64 maps, up to 28x28 with one map. Batch norm after the dense and hidden convs (DCGAN).
+    The projection has the image's sides divided by 2 per up-sampling: with the article's
+    filters [128, 64] and MNIST's 28x28 images, Dense 7*7*128, up to 14x14 with 64 maps, up to
+    28x28 with one map. Batch norm after the dense and hidden convs (DCGAN).
     """
-    side = image_shape[0] // 2 ** len(filters)
+    height, width = (s // 2 ** len(filters) for s in image_shape[:2])
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(side * side * filters[0], name="project")(z)
+    x = layers.Dense(height * width * filters[0], name="project")(z)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(negative_slope=slope, name="project_act")(x)
-    x = layers.Reshape((side, side, filters[0]), name="reshape")(x)
+    x = layers.Reshape((height, width, filters[0]), name="reshape")(x)
     for i, f in enumerate(filters[1:], start=1):
         x = layers.UpSampling2D(name=f"up{i}")(x)
         x = layers.Conv2D(f, kernel_size, padding="same", name=f"conv{i}")(x)
@@ -111,33 +113,46 @@ class AnoGAN(keras.Model):
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer) -> None:
         super().compile()
         self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+        self.optimizer = OptimizerGroup([(d_optimizer, self.discriminator.trainable_variables),
+                                         (g_optimizer, self.generator.trainable_variables)])
         self.loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+        if not self.built:  # the JAX and PyTorch trainers need a built model before the first step
+            self(ops.zeros((1, self.latent_dim)))
 
     def call(self, z, training: bool = False):
         return to_unit_range(self.generator(z, training=training))
 
-    def train_step(self, images):
-        real = to_tanh_range(ops.convert_to_tensor(images))
+    def _noise(self, batch):
+        return keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+
+    def _discriminator_loss(self, real):
         batch = ops.shape(real)[0]
-        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
-        fake = self.generator(z, training=True)
-        with tf.GradientTape() as tape:
-            logits = self.discriminator(ops.concatenate([real, fake], axis=0), training=True)
-            labels = ops.concatenate([ops.ones((batch, 1)), ops.zeros((batch, 1))], axis=0)
-            d_loss = self.loss_fn(labels, logits)
-        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
-        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+        fake = ops.stop_gradient(self.generator(self._noise(batch), training=True))
+        logits = self.discriminator(ops.concatenate([real, fake], axis=0), training=True)
+        labels = ops.concatenate([ops.ones((batch, 1)), ops.zeros((batch, 1))], axis=0)
+        return self.loss_fn(labels, logits)
 
-        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
-        with tf.GradientTape() as tape:
-            logits = self.discriminator(self.generator(z, training=True), training=True)
-            g_loss = self.loss_fn(ops.ones((batch, 1)), logits)  # non-saturating generator loss
-        grads = tape.gradient(g_loss, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+    def _generator_loss(self, batch):
+        logits = self.discriminator(self.generator(self._noise(batch), training=True), training=True)
+        return self.loss_fn(ops.ones((batch, 1)), logits)  # non-saturating generator loss
 
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss)
-        return {m.name: m.result() for m in self.metrics}
+    def _gan_step(self, updates: Updates, images) -> dict:
+        """One discriminator step on real + fake images, then one generator step on fresh noise."""
+        real = to_tanh_range(ops.convert_to_tensor(images))
+        d_loss = updates.gradient_step(self.d_optimizer, self.discriminator.trainable_variables,
+                                       lambda: self._discriminator_loss(real))
+        g_loss = updates.gradient_step(self.g_optimizer, self.generator.trainable_variables,
+                                       lambda: self._generator_loss(ops.shape(real)[0]))
+
+        def track():
+            self.d_loss_tracker.update_state(d_loss)
+            self.g_loss_tracker.update_state(g_loss)
+            return {m.name: m.result() for m in self.metrics}
+
+        return updates.run(track)
+
+    def train_step(self, *args):
+        return custom_train_step(self, self._gan_step, *args)
 
     def get_compile_config(self) -> None:
         """Saved files hold the networks only; GAN optimizers are rebuilt by whoever trains again."""
@@ -177,13 +192,32 @@ class EncoderTraining(keras.Model):
     def metrics(self) -> list:
         return [self.loss_tracker]
 
-    def train_step(self, images):
+    def compile(self, optimizer: keras.optimizers.Optimizer) -> None:
+        super().compile()
+        self.optimizer = OptimizerGroup([(optimizer, self.encoder.trainable_variables)])
+        self.encoder_optimizer = optimizer
+        if not self.built:  # the JAX and PyTorch trainers need a built model before the first step
+            self(ops.zeros((1, *self.encoder.input_shape[1:])))
+
+    def call(self, images, training: bool = False):
+        """G(E(x)) in [0, 1]: the generated image nearest to each input."""
+        return to_unit_range(self.generator(self.encoder(to_tanh_range(images), training=training), training=False))
+
+    def _encoder_step(self, updates: Updates, images) -> dict:
         x = to_tanh_range(ops.convert_to_tensor(images))
-        fx = self.features(x, training=False)
-        with tf.GradientTape() as tape:
+        fx = updates.run(lambda: ops.stop_gradient(self.features(x, training=False)))
+
+        def loss_fn():
             generated = self.generator(self.encoder(x, training=True), training=False)
-            loss = ops.mean(anomaly_loss(x, fx, generated, self.features(generated, training=False), self.lambda_))
-        grads = tape.gradient(loss, self.encoder.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.encoder.trainable_weights))
-        self.loss_tracker.update_state(loss)
-        return {"encoder_loss": self.loss_tracker.result()}
+            return ops.mean(anomaly_loss(x, fx, generated, self.features(generated, training=False), self.lambda_))
+
+        loss = updates.gradient_step(self.encoder_optimizer, self.encoder.trainable_variables, loss_fn)
+
+        def track():
+            self.loss_tracker.update_state(loss)
+            return {"encoder_loss": self.loss_tracker.result()}
+
+        return updates.run(track)
+
+    def train_step(self, *args):
+        return custom_train_step(self, self._encoder_step, *args)

@@ -3,6 +3,13 @@
 The five autoencoders of article 000 differ only in their layer lists and two switches
 (an L1 penalty on the code for the sparse AE, training-time input noise for the denoising
 AE), so they share this class. The anomaly score is the per-image reconstruction error.
+
+Shapes come from the data, never from the YAML: a Dense layer with ``units: image`` gets one
+unit per pixel value (H x W x C; 784 for MNIST, 3,072 for 32 x 32 RGB), a convolution with
+``filters: channels`` one map per image channel (1 grey, 3 RGB), and a layer with
+``padding: fit`` uses 'valid' padding when that brings the reconstruction to the image's
+size and 'same' otherwise (conv_ae: 16 -> 14 -> 28 for MNIST, 16 -> 32 for 32 x 32 images).
+A decoder that still misses the image shape is a one-line error before training.
 """
 from __future__ import annotations
 
@@ -22,6 +29,27 @@ from anomaly_bench.models.keras_training import (
 from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 
 PREDICT_BATCH = 1024
+#: ``units: image`` in a layer spec: one unit per pixel value of the image.
+IMAGE_UNITS = "image"
+#: ``filters: channels`` in a layer spec: one output map per image channel.
+CHANNEL_FILTERS = "channels"
+#: ``padding: fit`` in a layer spec: 'valid' if that makes the output the image's size, else 'same'.
+FIT_PADDING = "fit"
+
+
+def specs_for_image(specs: list[dict], image_shape: tuple[int, ...], padding: str) -> list[dict]:
+    """Layer specs with ``units: image``, ``filters: channels`` and ``padding: fit`` made concrete for this image shape."""
+    out = []
+    for spec in specs:
+        spec = dict(spec)
+        if spec.get("units") == IMAGE_UNITS:
+            spec["units"] = int(np.prod(image_shape))
+        if spec.get("filters") == CHANNEL_FILTERS:
+            spec["filters"] = int(image_shape[-1])
+        if spec.get("padding") == FIT_PADDING:
+            spec["padding"] = padding
+        out.append(spec)
+    return out
 
 
 @keras.saving.register_keras_serializable(package="anomaly_bench")
@@ -91,7 +119,7 @@ class ReconstructionDetector(KerasDetector):
         #: position of the code layer in ``model.layers``: a reloaded model.keras has the same order
         self.code_index: int | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if self.input_layout not in ("image", "flat"):
             raise ConfigError(f"model.input_layout={self.input_layout!r} is not allowed; choose image or flat")
         if self.score_kind not in RECONSTRUCTION_SCORES:
@@ -106,6 +134,8 @@ class ReconstructionDetector(KerasDetector):
             keras.losses.get(self.loss)
         except (ValueError, TypeError):
             raise ConfigError(f"model.loss={self.loss!r} is not a Keras loss (e.g. binary_crossentropy, mse, mae)") from None
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:
@@ -115,17 +145,23 @@ class ReconstructionDetector(KerasDetector):
             x = ClippedGaussianNoise(self.noise_factor, name="input_noise")(x)
         if self.input_layout == "flat":
             x = layers.Flatten(name="flatten")(x)
-        x = stack_layers(x, self.encoder_spec, "model.encoder")
+        x = stack_layers(x, specs_for_image(self.encoder_spec, image_shape, "same"), "model.encoder")
         code = x
         if self.code_l1 > 0:
             x = CodeL1Penalty(self.code_l1, name="code_l1")(x)
-        x = stack_layers(x, self.decoder_spec, "model.decoder")
-        if self.input_layout == "flat":
-            x = layers.Reshape(image_shape, name="unflatten")(x)
-        if tuple(x.shape[1:]) != tuple(image_shape):
-            raise ConfigError(
-                f"model.decoder ends in shape {tuple(x.shape[1:])}, but reconstructions must have the image shape {tuple(image_shape)}"
-            )
+        code_penalised = x
+        fits = any(spec.get("padding") == FIT_PADDING for spec in self.decoder_spec)
+        for padding in ("valid", "same") if fits else ("same",):
+            x = stack_layers(code_penalised, specs_for_image(self.decoder_spec, image_shape, padding), "model.decoder")
+            if self.input_layout == "flat" and int(np.prod(x.shape[1:])) == int(np.prod(image_shape)):
+                x = layers.Reshape(image_shape, name="unflatten")(x)
+            if tuple(x.shape[1:]) == tuple(image_shape):
+                break
+        else:
+            hint = "; give the last Dense layer units: image" if self.input_layout == "flat" else \
+                "; choose dataset.image_size so each pooling halves the sides exactly (e.g. a multiple of 8)"
+            raise ConfigError(f"model.decoder ends in shape {tuple(x.shape[1:])}, but reconstructions must have the "
+                              f"image shape {tuple(image_shape)}{hint}")
         self.model = keras.Model(inputs, x, name=self.name)
         self.encoder = keras.Model(inputs, code, name=f"{self.name}_encoder")
         self.code_index = self.model.layers.index(code._keras_history.operation)

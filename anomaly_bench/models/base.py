@@ -1,8 +1,10 @@
 """The one interface every detector implements, so the pipeline runs any model the same way.
 
-A detector is built from its config group (``model/<name>.yaml``), checks its own settings
-before any data is loaded (so bad settings fail fast), learns from the training split, and
-turns images into anomaly scores (higher = more anomalous).
+A detector is built from its config group (``model/<name>.yaml``), checks its settings alone
+before any data is loaded (so bad settings fail fast), then against the image shape and the
+data's size once the data is loaded (still before any run folder starts),
+learns from the training split, and turns images into anomaly scores (higher = more anomalous).
+Images reach it as float32 in [0, 1] with the data's own shape (N x H x W x C).
 
 Save and load are symmetric: ``save(folder)`` writes the trained state, and a detector built
 from the same config, checked with the same image shape, gets it back with ``load(folder)``.
@@ -61,8 +63,22 @@ class Detector(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def check_settings(self) -> None:
+        """Raise ConfigError for settings that cannot work whatever the data. Runs before data loading."""
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        """Raise ConfigError for settings that cannot work on images of ``image_shape`` (H, W, C);
+        may build the network."""
+
     def check(self, image_shape: tuple[int, ...]) -> None:
-        """Raise ConfigError for settings that cannot work; may build the network. Runs before data loading."""
+        """All checks for images of ``image_shape``: the settings, then the shape. Runs after the
+        data is loaded, before the run folder starts."""
+        self.check_settings()
+        self.check_shape(image_shape)
+
+    def check_data(self, splits: Splits) -> None:
+        """Raise ConfigError for settings the data's size rules out (e.g. more neighbours than
+        training images). Runs after :meth:`check`, before the run folder starts."""
 
     @abstractmethod
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.checks import integer
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
@@ -36,12 +37,24 @@ class PixelDetector(Detector):
         self.pca: PCA | None = None
         self.image_shape: tuple[int, ...] = ()
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
-        n, n_pixels = self.pca_components, int(np.prod(image_shape))
+    def check_settings(self) -> None:
+        n = self.pca_components
         if n is not None:
-            integer("pca_components", n, 1, n_pixels, must=f"null (raw pixels) or a count 1-{n_pixels}")
+            integer("pca_components", n, must="null (raw pixels) or a count >= 1")
         check_estimator(self.estimator, "model.estimator")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        n, n_pixels = self.pca_components, int(np.prod(image_shape))
+        if n is not None and n > n_pixels:
+            raise ConfigError(f"model.pca_components={n} must be null (raw pixels) or a count 1-{n_pixels} "
+                              "(the pixels per image)")
         self.image_shape = tuple(image_shape)
+
+    def check_data(self, splits: Splits) -> None:
+        n = len(splits.train)
+        if self.pca_components is not None and self.pca_components > n:
+            raise ConfigError(f"model.pca_components={self.pca_components} exceeds the {n} training images; "
+                              f"choose at most {n}")
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         flat = images.reshape(len(images), -1)
@@ -51,11 +64,6 @@ class PixelDetector(Detector):
         flat = splits.train.x.reshape(len(splits.train), -1)
         info: dict = {"feature_dim": int(flat.shape[1])}
         if self.pca_components is not None:
-            if self.pca_components > len(flat):
-                raise ConfigError(
-                    f"model.pca_components={self.pca_components} exceeds the {len(flat)} training images; "
-                    f"choose at most {len(flat)}"
-                )
             self.pca = PCA(n_components=self.pca_components, svd_solver="full").fit(flat)
             info.update(feature_dim=int(self.pca_components),
                         pca_explained_variance=float(self.pca.explained_variance_ratio_.sum()))

@@ -39,13 +39,15 @@ class CNNClassifierDetector(KerasDetector):
         self.model: keras.Model | None = None
         self.weights_used: dict[int, float] | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if not 0.0 <= self.validation_split < 1.0:
             raise ConfigError(f"model.validation_split={self.validation_split} must be in [0, 1)")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"model.class_weight={self.class_weight!r} is not allowed; choose one of: {', '.join(CLASS_WEIGHTS)}")
         if not self.layer_specs:
             raise ConfigError("model.layers must list at least one layer")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:

@@ -48,7 +48,7 @@ def adjust_center(center: np.ndarray, eps: float) -> np.ndarray:
 class DeepSVDD(keras.Model):
     """Bias-free conv encoder + fixed centre; ``call`` returns the representation."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (28, 28, 1), filters: tuple[int, ...] = (8, 4),
+    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (8, 4),
                  kernel_size: int = 5, rep_dim: int = 32, leaky_slope: float = 0.01, weight_decay: float = 1e-6,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -112,19 +112,22 @@ class DeepSVDDDetector(KerasDetector):
         self.eps, self.pretrain_epochs = float(eps), pretrain_epochs
         self.model: DeepSVDD | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         for key in ("rep_dim", "kernel_size"):
             integer(key, getattr(self, key), must="a positive integer")
         integers("filters", self.filters)
-        if any(s % 2 ** len(self.filters) for s in image_shape[:2]):
-            raise ConfigError(f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
-                              f"the image side {image_shape[0]}; use fewer layers")
         if self.eps <= 0:
             raise ConfigError(f"model.eps={self.eps} must be > 0 (centre coordinates nearer zero move to +/-eps)")
         if self.weight_decay < 0 or not 0 <= self.leaky_slope < 1:
             raise ConfigError(f"model.weight_decay={self.weight_decay} must be >= 0 and model.leaky_slope="
                               f"{self.leaky_slope} in [0, 1)")
         integer("pretrain_epochs", self.pretrain_epochs, low=0, must="an integer >= 0 (0 = no pre-training)")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        if any(s % 2 ** len(self.filters) for s in image_shape[:2]):
+            raise ConfigError(f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
+                              f"the image sides {image_shape[0]}x{image_shape[1]}; use fewer layers or set "
+                              "dataset.image_size")
         self.model = DeepSVDD(image_shape, self.filters, self.kernel_size, self.rep_dim, self.leaky_slope,
                               self.weight_decay, name=self.name)
 

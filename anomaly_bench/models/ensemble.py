@@ -16,6 +16,7 @@ the ensemble beat its members (their test AUROCs are also logged).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -64,18 +65,19 @@ class ScoreEnsemble(Detector):
         self.members = dict(members or {})
         self.combine = combine
         self.scale: dict[str, tuple[float, float]] = {}
-        # (images, member z-scores) of the last REMEMBERED score() calls: the pipeline scores the
-        # test set, then the threshold's score sets, and member_scores.csv reuses the test pass
-        # instead of running every member again. Older entries are dropped, so scoring batch after
-        # batch (anomaly-bench-predict) keeps memory bounded.
-        self._scored: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        # ((shape, content hash), member z-scores) of the last REMEMBERED score() calls: the pipeline
+        # scores the test set, then the threshold's score sets, and member_scores.csv reuses the test
+        # pass instead of running every member again. Images are recognised by content, as each split
+        # hands out a fresh float array. Older entries are dropped, so scoring batch after batch
+        # (anomaly-bench-predict) keeps memory bounded.
+        self._scored: list[tuple[tuple, dict[str, np.ndarray]]] = []
 
     @property
     def supervision(self) -> str:  # type: ignore[override]
         kinds = {m.supervision for m in self.members.values() if isinstance(m, Detector)}
         return "supervised" if "supervised" in kinds else "unsupervised"
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if len(self.members) < 2:
             raise ConfigError(f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
                               "e.g. +model@model.members.pca=pca")
@@ -83,18 +85,29 @@ class ScoreEnsemble(Detector):
             if not isinstance(member, Detector):
                 raise ConfigError(f"model.members.{key} must be a model config with a _target_ detector "
                                   f"(e.g. +model@model.members.{key}=knn); got {type(member).__name__}")
-            try:
-                member.check(image_shape)
-            except ConfigError as exc:  # members word their errors as top-level model.<key>
-                raise ConfigError(str(exc).replace("model.", f"model.members.{key}.")) from None
+        self._each_member("check_settings")
         if self.combine not in COMBINE:
             raise ConfigError(f"model.combine={self.combine!r} is not allowed; choose one of: {', '.join(COMBINE)}")
 
-    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
-        normal_val = splits.val.normal.x
-        if len(normal_val) < 2:
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        self._each_member("check_shape", image_shape)
+
+    def _each_member(self, method: str, *args) -> None:
+        """Call a check on every member; members word their errors as top-level model.<key>."""
+        for key, member in self.members.items():
+            try:
+                getattr(member, method)(*args)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("model.", f"model.members.{key}.")) from None
+
+    def check_data(self, splits: Splits) -> None:
+        if len(splits.val.normal) < 2:
             raise ConfigError(f"model={self.name} standardises its members on validation images; "
                               "set dataset.val_fraction so at least 2 normal images are held out")
+        self._each_member("check_data", splits)
+
+    def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
+        normal_val = splits.val.normal.x
         histories, info = {}, {}
         for key, member in self.members.items():
             log.info("ensemble member %s: fitting", key)
@@ -113,11 +126,14 @@ class ScoreEnsemble(Detector):
                 for key, member in self.members.items()}
 
     def _member_scores_of(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Scores of the same images are computed once (the test set is scored, then written per member);
+        images are recognised by content, as each split hands out a fresh float array."""
+        key = (images.shape, hashlib.sha1(np.ascontiguousarray(images)).hexdigest())
         for seen, z in self._scored:
-            if seen is images:
+            if seen == key:
                 return z
         z = self.member_scores(images)
-        self._scored = [*self._scored[-(REMEMBERED - 1):], (images, z)]
+        self._scored = [*self._scored[-(REMEMBERED - 1):], (key, z)]
         return z
 
     def score(self, images: np.ndarray) -> np.ndarray:

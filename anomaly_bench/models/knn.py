@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.images import to_float
+from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
 from anomaly_bench.models.checks import integer, one_of
@@ -67,14 +69,23 @@ class KNNDetector(Detector):
         self.reference: np.ndarray | None = None
         self.reference_norms: np.ndarray | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         integer("k", self.k, must="a positive number of neighbours (at most the training images)")
         one_of("features", self.features, FEATURES)
         integer("block_size", self.block_size, must="a positive number of query images per block")
         if self.features == "encoder":
             if not isinstance(self.autoencoder, ReconstructionDetector):
                 raise ConfigError("model.features=encoder needs model.autoencoder, the config of a ReconstructionDetector")
-            self.autoencoder.check(image_shape)
+            self.autoencoder.check_settings()
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        if self.features == "encoder":
+            self.autoencoder.check_shape(image_shape)
+
+    def check_data(self, splits: Splits) -> None:
+        n_train = len(splits.train)
+        if self.k > n_train:
+            raise ConfigError(f"model.k={self.k} exceeds the {n_train} training images; choose 1-{n_train}")
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         if self.features == "encoder":
@@ -83,10 +94,8 @@ class KNNDetector(Detector):
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         n_train = len(splits.train)
-        if self.k > n_train:
-            raise ConfigError(f"model.k={self.k} exceeds the {n_train} training images; choose 1-{n_train}")
         fit = self.autoencoder.fit(splits, trainer) if self.features == "encoder" else FitResult()
-        self.reference_images, self.reference_index = splits.train.x, splits.train.index
+        self.reference_images, self.reference_index = splits.train.images, splits.train.index
         self.reference = np.asarray(self._features(splits.train.x), dtype=np.float64)
         self.reference_norms = squared_norms(self.reference)
         return FitResult(history=fit.history, info={**fit.info, "n_reference": n_train,
@@ -100,7 +109,7 @@ class KNNDetector(Detector):
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """The nearest normal training image: what the detector compares each image with."""
-        return self.reference_images[self.nearest(images)[1][:, 0]]
+        return to_float(self.reference_images[self.nearest(images)[1][:, 0]])
 
     def save(self, folder: Path) -> list[str]:
         # The reference set is the detector: the normal training images (shown as the nearest
@@ -120,7 +129,7 @@ class KNNDetector(Detector):
             codes = saved["codes"] if self.features == "encoder" else None
         if self.features == "encoder":
             self.autoencoder.load(folder)
-        self.reference = codes if codes is not None else np.asarray(self._features(self.reference_images), np.float64)
+        self.reference = codes if codes is not None else np.asarray(self._features(to_float(self.reference_images)), np.float64)
         self.reference_norms = squared_norms(self.reference)
 
     def describe(self) -> dict:

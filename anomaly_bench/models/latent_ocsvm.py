@@ -42,13 +42,16 @@ class LatentOCSVMDetector(Detector):
         self.code_mean: np.ndarray | None = None
         self.code_scale: np.ndarray | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         if not isinstance(self.autoencoder, ReconstructionDetector):
             raise ConfigError("model.autoencoder must be the config of a ReconstructionDetector (see conf/model/ae_ocsvm.yaml)")
         check_estimator(self.estimator, "model.estimator")
         if not isinstance(self.standardize_codes, bool):
             raise ConfigError(f"model.standardize_codes={self.standardize_codes!r} must be true or false")
-        self.autoencoder.check(image_shape)
+        self.autoencoder.check_settings()
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        self.autoencoder.check_shape(image_shape)
 
     @property
     def code_dim(self) -> int:

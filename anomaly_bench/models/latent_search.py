@@ -3,9 +3,10 @@
 The total loss is the sum of per-image losses, so row i's gradient depends on image i only,
 and Adam updates each element on its own: searching a batch together is the same
 optimisation as searching each image alone, only with one large generator call per step
-instead of many small ones. The whole loop of steps runs inside one compiled TensorFlow
-graph (tf.function), so Python is entered once per batch, not once per step. XLA
-(``jit_compile=True``) is not used: on CPU it made these convolutions about ten times slower.
+instead of many small ones. On TensorFlow the whole loop of steps runs inside one compiled
+graph (tf.function; XLA is not used: on CPU it made these convolutions about ten times
+slower), on JAX inside one jitted ``fori_loop``, so Python is entered once per batch, not
+once per step; PyTorch runs the steps eagerly.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from anomaly_bench.models.anogan_networks import anomaly_loss, to_tanh_range, to_unit_range
+from anomaly_bench.models.train_steps import JaxUpdates, Updates
 
 log = logging.getLogger("anomaly_bench")
 
@@ -35,28 +36,61 @@ class LatentSearch:
         self.optimizer.build([self.z])
         # Adam's moments have z's shape; they are zeroed (with the step count) before each batch.
         self._moments = [v for v in self.optimizer.variables if tuple(v.shape) == tuple(self.z.shape)]
-        self._optimise = tf.function(self._optimise_steps)
+        unique = {id(v): v for v in [*generator.variables, *features.variables, self.z, *self.optimizer.variables]}
+        self._variables = list(unique.values())
+        self._optimise = self._compile()
 
     def _loss(self, x, fx):
         generated = self.generator(self.z, training=False)
         return anomaly_loss(x, fx, generated, self.features(generated, training=False), self.lambda_), generated
 
-    def _optimise_steps(self, x):
-        fx = self.features(x, training=False)
-        for _ in tf.range(self.steps):
-            with tf.GradientTape() as tape:
-                total = ops.sum(self._loss(x, fx)[0])
-            self.optimizer.apply_gradients([(tape.gradient(total, self.z), self.z)])
-        return self._loss(x, fx)
+    def _step(self, updates: Updates, x, fx) -> None:
+        updates.gradient_step(self.optimizer, [self.z], lambda: ops.sum(self._loss(x, fx)[0]))
+
+    def _compile(self):
+        """The search of one batch, ``images in [-1, 1] -> (loss, G(z*))``, compiled for the backend."""
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            def search(values, x):
+                start = JaxUpdates(self._variables, values)
+                fx = start.run(lambda: self.features(x, training=False))
+
+                def one_step(_, carry):
+                    updates = JaxUpdates(self._variables, carry)
+                    self._step(updates, x, fx)
+                    return updates.values()
+
+                final = jax.lax.fori_loop(0, self.steps, one_step, start.values())
+                return JaxUpdates(self._variables, final).run(lambda: self._loss(x, fx))
+
+            pure = jax.jit(search)
+            return lambda x: pure([v.value for v in self._variables], x)
+
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            steps = tf.range  # a graph loop: one trace, not one per step
+        else:
+            steps = range
+
+        def search(x):
+            fx = self.features(x, training=False)
+            for _ in steps(self.steps):
+                self._step(Updates(), x, fx)
+            return self._loss(x, fx)
+
+        return tf.function(search) if backend == "tensorflow" else search
 
     def __call__(self, images: np.ndarray, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Final loss per image and G(z*) in [0, 1], starting the search from ``z0``."""
         self.z.assign(z0)
         self.optimizer.iterations.assign(0)
         for moment in self._moments:
-            moment.assign(ops.zeros_like(moment))
+            moment.assign(ops.zeros(moment.shape, moment.dtype))
         loss, generated = self._optimise(to_tanh_range(ops.convert_to_tensor(images, "float32")))
-        return np.asarray(loss), np.asarray(to_unit_range(generated))
+        return ops.convert_to_numpy(loss), ops.convert_to_numpy(to_unit_range(generated))
 
 
 class BatchedLatentSearch:

@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
 from anomaly_bench.models.estimators import load_pca, save_pca
@@ -30,21 +31,27 @@ class PCADetector(Detector):
         self.pca: PCA | None = None
         self.image_shape: tuple[int, ...] = ()
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
-        n, n_pixels = self.n_components, int(np.prod(image_shape))
+    def check_settings(self) -> None:
+        n = self.n_components
         is_count = isinstance(n, int) and not isinstance(n, bool)
-        if is_count and not 1 <= n <= n_pixels:
-            raise ConfigError(f"model.n_components={n} must be a count 1-{n_pixels} or a variance share in (0, 1)")
-        if not is_count and not (isinstance(n, float) and 0.0 < n < 1.0):
-            raise ConfigError(f"model.n_components={n!r} must be a count 1-{n_pixels} or a variance share in (0, 1)")
+        if (is_count and n < 1) or (not is_count and not (isinstance(n, float) and 0.0 < n < 1.0)):
+            raise ConfigError(f"model.n_components={n!r} must be a count >= 1 or a variance share in (0, 1)")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        n, n_pixels = self.n_components, int(np.prod(image_shape))
+        if isinstance(n, int) and n > n_pixels:
+            raise ConfigError(f"model.n_components={n} must be a count 1-{n_pixels} (the pixels per image) or a "
+                              "variance share in (0, 1)")
         self.image_shape = tuple(image_shape)
+
+    def check_data(self, splits: Splits) -> None:
+        n = len(splits.train)
+        if isinstance(self.n_components, int) and self.n_components > n:
+            raise ConfigError(f"model.n_components={self.n_components} exceeds the {n} training images; "
+                              f"choose at most {n}")
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x = splits.train.x.reshape(len(splits.train), -1)
-        if isinstance(self.n_components, int) and self.n_components > len(x):
-            raise ConfigError(
-                f"model.n_components={self.n_components} exceeds the {len(x)} training images; choose at most {len(x)}"
-            )
         self.image_shape = tuple(splits.train.x.shape[1:])
         self.pca = PCA(n_components=self.n_components, svd_solver="full").fit(x)
         return FitResult(info={

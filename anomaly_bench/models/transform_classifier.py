@@ -137,18 +137,25 @@ class TransformClassifier(KerasDetector):
         self.model: keras.Model | None = None
         self.alphas: np.ndarray | None = None  # [T, T] Dirichlet concentrations (score=dirichlet)
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         t = self.n_transforms
         if not (is_whole(t) and MIN_TRANSFORMS <= t <= MAX_TRANSFORMS):
             raise ConfigError(f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
                               "(8 = flips x rotations, 72 = with the 9 translations of the paper)")
-        max_shift = min(image_shape[:2]) // 2
-        integer("shift", self.shift, 1, max_shift - 1, must=f"a whole number of pixels 1-{max_shift - 1}")
+        integer("shift", self.shift, must="a whole number of pixels >= 1")
         integer("views_per_image", self.views_per_image, 1, t,
                 must=f"a count 1-{t} (model.n_transforms): the distinct transformations of each image per epoch")
         one_of("score", self.score_kind, SCORES)
         if not self.network_spec:
             raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        if image_shape[0] != image_shape[1]:
+            raise ConfigError(f"model={self.name} rotates images by 90 degrees, which needs square images; these are "
+                              f"{image_shape[0]}x{image_shape[1]}: set dataset.image_size=[S, S]")
+        max_shift = min(image_shape[:2]) // 2
+        if self.shift >= max_shift:
+            raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:

@@ -49,6 +49,7 @@ class Sampling(layers.Layer):
 
 def per_image_terms(images, reconstruction, mean, log_var):
     """(summed binary cross-entropy over pixels, KL(q(z|x) || N(0, I))) for each image."""
+    mean, log_var = ops.convert_to_tensor(mean), ops.convert_to_tensor(log_var)  # NumPy - torch.Tensor fails
     bce = ops.binary_crossentropy(images, ops.clip(reconstruction, 1e-7, 1.0 - 1e-7))
     reconstruction_term = ops.sum(ops.reshape(bce, (ops.shape(images)[0], -1)), axis=1)
     kl = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=1)
@@ -59,7 +60,7 @@ def per_image_terms(images, reconstruction, mean, log_var):
 class ConvVAE(keras.Model):
     """Strided conv encoder to a ``latent_dim`` Gaussian, transposed-conv decoder back to the image."""
 
-    def __init__(self, image_shape: tuple[int, ...] = (28, 28, 1), filters: tuple[int, ...] = (32, 64),
+    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (32, 64),
                  kernel_size: int = 3, dense_units: int = 16, latent_dim: int = 2, beta: float = 1.0,
                  seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -115,17 +116,20 @@ class VAEDetector(KerasDetector):
         self.latent_dim, self.beta, self.score_kind = latent_dim, float(beta), score
         self.model: ConvVAE | None = None
 
-    def check(self, image_shape: tuple[int, ...]) -> None:
+    def check_settings(self) -> None:
         for key in ("latent_dim", "kernel_size", "dense_units"):
             integer(key, getattr(self, key), must="a positive integer")
         integers("filters", self.filters)
-        side = 2 ** len(self.filters)
-        if any(s % side for s in image_shape[:2]):
-            raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image side {image_shape[0]} "
-                              f"must divide by {side} (use at most {_max_halvings(image_shape[0])} filters)")
         if self.beta < 0:
             raise ConfigError(f"model.beta={self.beta} must be >= 0")
         one_of("score", self.score_kind, SCORES)
+
+    def check_shape(self, image_shape: tuple[int, ...]) -> None:
+        side = 2 ** len(self.filters)
+        if any(s % side for s in image_shape[:2]):
+            raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image sides "
+                              f"{image_shape[0]}x{image_shape[1]} must divide by {side} (use at most "
+                              f"{min(_max_halvings(s) for s in image_shape[:2])} filters, or set dataset.image_size)")
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,

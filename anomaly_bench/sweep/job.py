@@ -3,8 +3,10 @@
 Hydra 1.3 runs every job of a batch but then raises the first failure, which skips the
 end-of-sweep hooks; a ConfigError turned into SystemExit would even stop the sweep at once.
 So a sweep job never raises for an ordinary exception: the failure goes to the job folder
-(``status: failed``, ``error.txt`` with the traceback) and the job returns NaN, which Hydra's
-sweepers take as a value (the Optuna sweeper marks such a trial failed and goes on).
+(``status: failed``, ``error.txt`` with the traceback) and the job returns a value a sweeper
+can live with: NaN for the basic sweeper, which ignores it, and for a search with a direction
+(the Optuna sweeper) the worst value of that direction, because Optuna ends the whole study
+when a trial returns NaN or raises.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly_bench.run_folder import METRICS_FILE, RunFolder, config_snapshot, read_metrics
-from anomaly_bench.sweep.resume import completed_result, config_differences
+from anomaly_bench.run_folder import METRICS_FILE, config_snapshot, record_failure
+from anomaly_bench.sweep.resume import completed_result, config_differences, job_folder
 from anomaly_bench.sweep.summary import METRICS, write_record
 
 log = logging.getLogger("anomaly_bench")
@@ -50,7 +52,6 @@ def reusable_result(cfg: DictConfig, folder: Path, resume: bool) -> dict | None:
     if resume and not differences:
         return previous
     if differences:
-        _restore_recorded_config(folder, previous.get("config"))
         detail = "; ".join(differences[:3]) + (f"; ... {len(differences) - 3} more" if len(differences) > 3 else "")
         raise ResultExistsError(
             f"{folder} already holds a completed run with a different config ({detail}); "
@@ -77,14 +78,16 @@ def result_elsewhere(cfg: DictConfig, output_dir: Path, sweep_dir: Path) -> tupl
 
 
 def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
-    """Run (or resume) one sweep job and record its outcome; returns the optimised metric or NaN."""
+    """Run (or resume) one sweep job and record its outcome; returns the optimised metric, or
+    :func:`failed_trial_value` when the job failed or the metric is undefined."""
     from hydra.core.hydra_config import HydraConfig
 
     from anomaly_bench.run import run
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(hydra_cfg.sweep.dir)
-    metric = cfg.get("optimized_metric", "auroc")
+    scratch, output_dir = output_dir, job_folder(output_dir, sweep_dir)
+    metric = cfg.get("optimized_metric", "val_auroc")
     record: dict = {"job": int(hydra_cfg.job.num), "overrides": " ".join(hydra_cfg.overrides.task),
                     "folder": os.path.relpath(output_dir, sweep_dir), "resumed": False, "error": None}
     started = time.perf_counter()
@@ -111,25 +114,46 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         record.update(status="failed", error=_failure_summary(exc), duration_s=time.perf_counter() - started)
         where = "" if isinstance(exc, ResultExistsError) else f" (traceback in {output_dir / 'error.txt'})"
         log.error("job %d failed: %s%s", record["job"], record["error"], where)
-        value = math.nan
+        value = None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = failed_trial_value(hydra_cfg)
     if record["duration_s"] is not None:
         record["duration_s"] = round(record["duration_s"], 2)
+    if scratch != output_dir:
+        _discard_scratch(scratch)
     write_record(sweep_dir, record)
     return value
 
 
-def _restore_recorded_config(folder: Path, recorded: dict | None) -> None:
-    """Hydra has just written this job's config into the folder of an older result: put back
-    the config that result was computed with, so the folder stays self-consistent."""
-    if recorded is not None:
-        OmegaConf.save(OmegaConf.create(recorded), folder / ".hydra" / "config.yaml")
+def _discard_scratch(folder: Path) -> None:
+    """Drop the scratch folder that took Hydra's files for a job whose own folder is a finished result."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if Path(getattr(handler, "baseFilename", "/")).parent == folder.resolve():
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # the scratch parent, once no other job uses it
+    except OSError:
+        pass
+
+
+def failed_trial_value(hydra_cfg) -> float:
+    """What a failed job reports to the sweeper: the worst value of every optimisable metric
+    (all are fractions in [0, 1]) for the search's direction, NaN when the sweeper has none."""
+    direction = OmegaConf.select(hydra_cfg, "sweeper.direction", default=None)
+    if OmegaConf.is_list(direction) or isinstance(direction, (list, tuple)):
+        direction = direction[0] if len(direction) else None
+    name = str(getattr(direction, "name", direction)).lower()
+    return {"maximize": 0.0, "minimize": 1.0}.get(name, math.nan)
+
 
 
 def _record_failure(folder: Path, exc: BaseException, recorded_by_run: bool) -> None:
     """Failures before the run folder started (bad config, missing data) are recorded here."""
     if recorded_by_run or isinstance(exc, ResultExistsError):
         return  # run() wrote status failed + error.txt, or the folder is somebody's result
-    previous = read_metrics(folder)
-    if previous is not None and previous.get("status") == "completed":
-        return
-    RunFolder(folder).fail(exc)
+    problem = record_failure(folder, exc)
+    if problem:
+        log.error("could not record the failure in %s (%s); that folder holds no result", folder, problem)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from anomaly_bench.run_folder import flatten, read_metrics
+
+# Where Hydra's per-job files (.hydra/, run.log) go for a job whose own folder already holds a
+# completed result: Hydra writes them before any of the project's code runs, and a finished
+# folder is never modified. Compare skips dot-folders; the job removes its scratch folder.
+SCRATCH_DIR = ".scratch"
 
 
 def config_differences(recorded: dict | None, current: dict) -> list[str]:
@@ -25,3 +32,17 @@ def completed_result(folder: Path) -> dict | None:
     """The folder's metrics if it holds a completed result (running/failed/corrupt: None)."""
     metrics = read_metrics(folder)
     return metrics if metrics is not None and metrics.get("status") == "completed" else None
+
+
+def untouched_job_subdir(subdir: str, *, _root_: DictConfig) -> str:
+    """Resolver for ``hydra.sweep.subdir``: the job's folder name, or a scratch folder when that
+    folder holds a completed result, so Hydra's own files never land in a finished run."""
+    sweep_dir = Path(str(_root_.hydra.sweep.dir))
+    return f"{SCRATCH_DIR}/{subdir}" if completed_result(sweep_dir / subdir) is not None else subdir
+
+
+def job_folder(output_dir: Path, sweep_dir: Path) -> Path:
+    """The job's own folder, also when Hydra was pointed at its scratch folder."""
+    if output_dir.resolve().parent == (sweep_dir / SCRATCH_DIR).resolve():
+        return sweep_dir / output_dir.name
+    return output_dir

@@ -17,7 +17,7 @@ from anomaly_bench.run_folder import write_json
 
 RECORDS_DIR = ".jobs"
 SUMMARY_FILE = "summary.csv"
-METRICS = ("auroc", "auprc", "f1")
+METRICS = ("val_auroc", "auroc", "auprc", "f1")
 COLUMNS = ["job", "status", "resumed", *METRICS, "duration_s", "overrides", "folder", "error"]
 
 
