@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import numpy as np  # noqa: E402
 
 from anomaly_bench.errors import ConfigError  # noqa: E402
+from anomaly_bench.native_stderr import filter_native_logs  # noqa: E402
 
 PROG = "anomaly-bench-predict"
 EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -307,7 +308,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Score new images with the detector of a completed anomaly-bench run.",
         epilog="Example: anomaly-bench-predict outputs/runs/2026-11-25/15-04-17-784340_mnist-conv_ae-n0 my_images/ "
-               "--out predictions/")
+               "--out predictions/. --backend NAME (tensorflow, jax, torch) picks the Keras backend, as for "
+               "anomaly-bench.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a completed run folder")
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, folders (recursive), globs, an .npz or an IDX folder")
@@ -319,8 +321,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command (``argv`` None: the process's own command line, with TensorFlow's native
+    start-up lines filtered from stderr as for ``anomaly-bench``); ``--backend NAME`` picks the
+    Keras backend that loads the run's model."""
+    from anomaly_bench import backend
+
+    if argv is None:
+        filter_native_logs()
+        argv = sys.argv[1:]
+    argv, backend_name = backend.pop_switch(list(argv))
     args = parse_args(argv)
     try:
+        backend.choose(backend_name)
         return predict(args.run_dir, args.paths, args.out, args.batch_size, args.top)
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

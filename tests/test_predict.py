@@ -13,7 +13,8 @@ from PIL import Image
 
 from anomaly_bench.data import load_raw
 from anomaly_bench.run import run
-from conftest import compose_config, needs_mnist
+from conftest import compose_config, needs_fashion, needs_mnist
+from image_data import fashion_folder
 
 SMALL = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=200",
          "dataset.max_test=60", "trainer.epochs=1", "trainer.batch_size=64"]
@@ -154,3 +155,35 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run):
         assert len(errors) == 1 and expected in errors[0], (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
         assert not (tmp_path / "out").exists() and not (run_dir / "inside").exists()
+
+
+@needs_fashion
+def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
+    """dataset=folder: the run's image shape comes from its files, and new images of another size
+    are brought to it as the training images were (Pillow resize), so the run's detector scores them."""
+    root = tmp_path / "pngs"
+    fashion_folder(root, load_raw("fashion_mnist", "env"), 20, 10)
+    run_dir = tmp_path / "run"
+    run(compose_config(["dataset=folder", f"dataset.path={root}", "dataset.normal_classes=[trouser]",
+                        "dataset.anomaly_classes=[bag]", "model=knn", "model.k=3"]), run_dir)
+    facts = json.loads((run_dir / "detector.json").read_text())["preprocessing"]
+    assert facts["image_shape"] == [32, 32, 3] and facts["dataset"] == {"image_size": None, "channels": None}
+    expected = pd.read_csv(run_dir / "scores.csv")
+    x_test = load_raw("folder", "explicit", str(root)).x_test[expected["index"].to_numpy()]
+    same = save_pngs(x_test, tmp_path / "same")
+    big = tmp_path / "big"
+    big.mkdir()
+    for path in same:
+        Image.open(path).resize((48, 48), Image.Resampling.BILINEAR).save(big / path.name)
+    result = predict_cli(tmp_path, run_dir, tmp_path / "same", big, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "images 32x32x3" in result.stdout + result.stderr
+    predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(predicted) == 2 * len(expected)
+    check_scores(predicted[:len(expected)].reset_index(drop=True), expected)  # the run's own size: exact
+    resized = predicted[len(expected):]
+    assert {os.path.basename(s) for s in resized["source"]} == {p.name for p in same}
+    labels = expected["label"].to_numpy()
+    scores = resized["score"].to_numpy()
+    # Up- and down-sampling blurs a little; the anomalies (bags) still score above the normal trousers.
+    assert scores[labels == 1].min() > np.median(scores[labels == 0])
