@@ -17,6 +17,7 @@ import sys
 import venv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, REPO, TINY, needs_mnist
@@ -121,6 +122,10 @@ def test_installed_run_sweep_and_users_own_model(installed, tmp_path):
     (run,) = (tmp_path / "outputs" / "runs").glob("*/*")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["model"] == "my_ae" and metrics["auroc"] > 0.5
+    np.savez(tmp_path / "new.npz", x=np.zeros((3, 28, 28), np.uint8))
+    predicted = cli(installed, str(run), "new.npz", "--out", "predictions", command="anomaly-bench-predict")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert len((tmp_path / "predictions" / "predictions.csv").read_text().splitlines()) == 1 + 3
 
     sweep = cli(installed, "-m", "hydra.searchpath=[file://my_conf]", "model=my_ae,pca", *TINY,
                 "hydra.sweep.dir=outputs/sweep")
