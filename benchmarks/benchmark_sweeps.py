@@ -1,7 +1,7 @@
 """What every benchmark script shares: one resumable ``anomaly-bench -m`` sweep into a fixed folder.
 
 A sweep folder holds one run folder per job and ``benchmark.json`` (the command, its exit code,
-wall time and the machine's load average before and after), so a table can say how long its runs
+when it started, its wall time and the machine's load average before and after), so a table can say how long its runs
 took and how busy the machine was. ``resume=true`` makes a rerun skip jobs whose folder already
 holds a completed result, so adding a seed or a preset only runs what is missing.
 """
@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,12 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> int:
                f"hydra.sweep.dir={sweep_dir}", "resume=true"]
     print("+", " ".join(command), flush=True)
     load_before, started = os.getloadavg()[0], time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     code = subprocess.call(command, cwd=REPO)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / BENCHMARK_FILE).write_text(json.dumps({
-        "command": command[2:], "exit_code": code, "wall_seconds": time.perf_counter() - started,
+        "command": command[2:], "exit_code": code, "started_at": started_at,
+        "wall_seconds": time.perf_counter() - started,
         "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
     }, indent=2))
     if code != 0:

@@ -1,4 +1,5 @@
 """benchmarks/articles.py: which presets and seeds it runs, and the claims table it builds from run folders."""
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -100,13 +101,19 @@ def test_article003_rows_give_zeros_flagged_over_seeds_and_the_verdict(articles,
 def test_article001_counts_are_compared_with_the_articles_interval(articles, tmp_path):
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        fake_run(runs, "article001_cnn_vs_cae", seed, "cnn_classifier", recall=0.5, flagged_rate_by_class={"1": 0.0})
+        cnn = fake_run(runs, "article001_cnn_vs_cae", seed, "cnn_classifier", recall=0.9, threshold=0.001,
+                       threshold_rule="train_mean", flagged_rate_by_class={"1": 0.01}, scores=False)
+        # P(anomaly) > 0.5 (the article's argmax): 5 of 10 anomalies, none of the 20 ones
+        pd.DataFrame({"label": [0] * 20 + [1] * 10, "score": [0.01] * 20 + [0.2] * 5 + [0.9] * 5}).to_csv(
+            cnn / "scores.csv", index=False)
         fake_run(runs, "article001_cnn_vs_cae", seed, "article001_cae", recall=0.6 + 0.1 * seed,
                  flagged_rate_by_class={"1": 0.3})
     write_run(runs / "article001_cnn_vs_cae" / "9_broken", config_with(model__name="article001_cae"), status="failed")
     rows = claim_rows(articles, runs, tmp_path)
     cnn = row_of(rows, "001", "True_0 5 5")
-    assert cnn[4] == "anomalies caught 50.0 ± 0.0 % (seeds 0, 1); ones flagged 0.0 ± 0.0 % (seeds 0, 1)"
+    assert cnn[4] == ("with the article's decision (score > 0.5): anomalies caught 50.0 ± 0.0 % (seeds 0, 1); ones flagged "
+                      "0.0 ± 0.0 % (seeds 0, 1). With the preset's threshold (`train_mean`, 0.0010 ± 0.0000 (seeds 0, 1)): "
+                      "anomalies caught 90.0 ± 0.0 % (seeds 0, 1); ones flagged 1.0 ± 0.0 % (seeds 0, 1)")
     assert cnn[5] == "**reproduced**"
     cae = row_of(rows, "001", "True_0 10 0")
     assert cae[4] == "anomalies caught 65.0 ± 7.1 % (seeds 0, 1); ones flagged 30.0 ± 0.0 % (seeds 0, 1)"
@@ -126,6 +133,24 @@ def test_article002_latent_svm_must_beat_the_pixel_svm_for_every_seed(articles, 
                              "pixel SVM 51.0 ± 0.0 % (seeds 0, 1, 2)")
     assert row[5] == "**not reproduced**"
     assert "for 2 of 3 seeds (seed 0: 18.5 with a dead code unit, seed 1: 80.5, seed 2: 72.4" in row[6]
+
+
+def test_time_is_the_runs_own_time_plus_what_each_sweep_costs_beyond_them(articles, tmp_path):
+    runs = tmp_path / "runs"
+    label = "article003_digits1to9_vs_0"
+    # seed 0 ran before the last invocation (resumed), seeds 1 and 2 in it: 100 s - (70 + 20) s = 10 s of start-up
+    for seed, (started, total) in enumerate((("07:00:00", 60.0), ("08:00:10", 70.0), ("08:01:30", 20.0))):
+        fake_run(runs, label, seed, "dense_ae_128", total=total, started_at=f"2026-11-26T{started}+00:00")
+    (runs / label / "benchmark.json").write_text(json.dumps({
+        "command": ["anomaly_bench", "-m", f"experiment={label}", f"hydra.sweep.dir={runs / label}", "resume=true"],
+        "started_at": "2026-11-26T08:00:00+00:00", "wall_seconds": 100.0, "exit_code": 0,
+        "load_average_before": 1.5, "load_average_after": 3.25, "cpu_count": 2}))
+    completed, _ = articles.read_runs(runs)
+    assert articles.start_up_seconds(completed, articles.benchmark_sweeps.read_benchmark_files(runs)) == [10.0]
+    (line,) = articles.time_lines(completed, runs)
+    assert line.startswith("**Time:** the 3 completed runs took 2 min of run time together")
+    assert "(1-minute load average 1.5-3.2 when the sweeps started and ended)" in line
+    assert "each of the 10 sweeps costs about 10 s per invocation" in line and "takes about 4 min." in line
 
 
 def test_anogan_accuracy_and_the_oracle_accuracy_from_the_scores(articles, tmp_path):
