@@ -164,3 +164,10 @@ def test_anogan_accuracy_and_the_oracle_accuracy_from_the_scores(articles, tmp_p
     assert row[4] == ("accuracy 96.0 % (seed 0) at the 95th percentile of held-out 1s; 83.3 % (seed 0) at the best "
                       "threshold on the test scores; AUROC 99.0 % (seed 0)")
     assert row[5] == "**reproduced**"
+
+
+def test_deviation_placeholders_take_the_runs_config_and_metrics(articles):
+    run = pd.Series({"config": {"dataset.val_fraction": 0.2, "trainer.epochs": 10.0}, "threshold": 53.76256, "seed": 0})
+    assert (articles.fill("{dataset.val_fraction:%} held out, {trainer.epochs} epochs, {threshold} (seed {seed}), "
+                          "{model.unknown}", run) == "20 % held out, 10 epochs, 53.76 (seed 0), ?")
+    assert articles.fill("{dataset.val_fraction}", None) == "?"
