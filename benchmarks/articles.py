@@ -667,7 +667,8 @@ def write_report(args: argparse.Namespace) -> Path:
         "means over seeds (article 002's, which its author expects from every training, for every seed); "
         "**not comparable** when the article gives no number or measures something the preset does not.",
         "",
-        "Regenerate (finished runs are skipped): `python benchmarks/articles.py` "
+        "Regenerate (finished runs are skipped; `ANOMALY_BENCH_DATA` pointing at a folder with the `mnist/` and "
+        "`fashion-mnist/` IDX files): `python benchmarks/articles.py` "
         "(`--table-only` rebuilds this file from the run folders in "
         f"`{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`).",
         "",
