@@ -618,11 +618,13 @@ def start_up_seconds(runs: pd.DataFrame, sweeps: list[dict]) -> list[float]:
 
 
 def time_lines(runs: pd.DataFrame, root: Path) -> list[str]:
+    if runs.empty:
+        return ["**Time:** no completed run yet."]
     total = runs.seconds.sum()
     sweeps = benchmark_sweeps.read_benchmark_files(root)
     overheads = start_up_seconds(runs, sweeps)
     loads = [v for i in sweeps for v in (i["load_average_before"], i["load_average_after"])]
-    by_preset = runs.groupby("label", sort=False).seconds.sum()
+    by_preset = runs.groupby("label", sort=False).seconds.sum().astype(float)
     biggest = ", ".join(f"{label} {seconds / 60:.1f} min" for label, seconds in by_preset.nlargest(3).items())
     load_text = (f"1-minute load average {min(loads):.1f}-{max(loads):.1f} when the sweeps started and ended"
                  if loads else "load average not recorded")

@@ -171,3 +171,9 @@ def test_deviation_placeholders_take_the_runs_config_and_metrics(articles):
     assert (articles.fill("{dataset.val_fraction:%} held out, {trainer.epochs} epochs, {threshold} (seed {seed}), "
                           "{model.unknown}", run) == "20 % held out, 10 epochs, 53.76 (seed 0), ?")
     assert articles.fill("{dataset.val_fraction}", None) == "?"
+
+
+def test_without_runs_every_claim_says_not_run(articles, tmp_path):
+    rows = claim_rows(articles, tmp_path / "no_runs", tmp_path)
+    assert len(rows) == len(articles.CLAIMS) and {r[5] for r in rows} == {"**not run**"}
+    assert "**Time:** no completed run yet." in (tmp_path / "articles.md").read_text()
