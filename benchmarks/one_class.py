@@ -33,12 +33,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +43,9 @@ import pandas as pd
 
 from anomaly_bench.compare.table import class_label, per_class_table
 
-REPO = Path(__file__).resolve().parent.parent
+import benchmark_sweeps  # benchmarks/ is on sys.path when a script here runs (and in pytest)
+from benchmark_sweeps import REPO, fmt
+
 PUBLISHED = REPO / "benchmarks" / "published.csv"
 DEFAULT_DATASETS = ("mnist", "fashion_mnist")
 DATASETS = tuple(sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")))
@@ -136,26 +135,15 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
 def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: argparse.Namespace,
               root: Path) -> None:
     """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model, into ``root/label``."""
-    sweep_dir = root / label
-    command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol",
-               f"dataset={dataset}", f"model={model}", "trainer.seed=" + ",".join(map(str, args.seeds)),
-               f"hydra.sweep.dir={sweep_dir}", "resume=true", *overrides]
+    command = ["experiment=one_class_protocol", f"dataset={dataset}", f"model={model}",
+               "trainer.seed=" + ",".join(map(str, args.seeds)), *overrides]
     if args.path:
         command.append(f"dataset.path={args.path}")
     if args.classes:
         command.append("dataset.normal_classes=" + ",".join(f"[{c}]" for c in args.classes))
     if args.validation:
         command += [f"dataset.path={validation_data(dataset, root.parent / 'data')}", "dataset.source=explicit"]
-    print("+", " ".join(command), flush=True)
-    load_before, started = os.getloadavg()[0], time.perf_counter()
-    code = subprocess.call(command, cwd=REPO)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "benchmark.json").write_text(json.dumps({
-        "command": command[2:], "exit_code": code, "wall_seconds": time.perf_counter() - started,
-        "load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-    }, indent=2))
-    if code != 0:
-        print(f"warning: the {label} sweep exited with {code}; failed jobs are left out of the table", file=sys.stderr)
+    benchmark_sweeps.run_sweep(command, root / label)
 
 
 def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
@@ -232,10 +220,6 @@ def member_rows(runs: pd.DataFrame, records: list, classes: list[str]) -> pd.Dat
     return table.reset_index()
 
 
-def fmt(value: float, digits: int = 1) -> str:
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
 def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[str]) -> list[str]:
     head = ["method", *classes, "mean", "± std (seeds)", "seeds", "s / class", "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -260,7 +244,7 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     ours["not_completed"] = ours["not_completed"].fillna(0)
     published = pd.read_csv(PUBLISHED)
     published = published[published.dataset == dataset] if not args.validation else published.iloc[0:0]
-    info = [json.loads(p.read_text()) for p in sorted(root.glob("*/benchmark.json"))]
+    info = benchmark_sweeps.read_benchmark_files(root)
     loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
     what = ("held-out training images (model selection; not comparable with published test-set figures)"
             if args.validation else "the official test set" if dataset in DEFAULT_DATASETS

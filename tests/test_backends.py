@@ -150,3 +150,16 @@ def test_conv_ae_auroc_on_another_backend_is_close_to_tensorflow(tmp_path, name)
     tensorflow = run(compose_config(CONV_AE_CLOSE), tmp_path / "tf")["auroc"]
     other = run_on_backend(name, {"conv_ae": CONV_AE_CLOSE}, tmp_path / name)["conv_ae"]["auroc"]
     assert abs(other - tensorflow) <= CLOSE[name], (tensorflow, other)
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_anogan_learns_on_jax(tmp_path):
+    """The two-optimizer GAN step and the frozen-GAN encoder step really train on JAX (about a minute)."""
+    overrides = ["model=anogan", "dataset.normal_classes=[1]", "dataset.anomaly_classes=[9]", "dataset.max_train=2000",
+                 "dataset.max_test=300", "trainer.epochs=5", "trainer.batch_size=64", "model.scoring=encoder",
+                 "model.encoder_epochs=3", "model.sample_every=0", "model.checkpoint_every=0"]
+    metrics = run_on_backend("jax", {"anogan": overrides}, tmp_path)["anogan"]
+    assert metrics["auroc"] > 0.9, metrics["auroc"]
+    encoder = pd.read_csv(tmp_path / "anogan" / "encoder_history.csv")["encoder_loss"]
+    assert encoder.iloc[-1] < encoder.iloc[0]
