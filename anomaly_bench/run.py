@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
+from anomaly_bench.console import held_progress
 from anomaly_bench.config import build as _instantiate
 from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
 from anomaly_bench.data.validation import validation_metrics
@@ -181,8 +182,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     recorded as ``status: failed`` with ``error.txt`` and re-raised.
     """
     started = time.perf_counter()
-    log.info("stage config: validating")
-    settings, rule, detector, raw, splits = prepare(cfg)
+    with held_progress():
+        log.info("stage config: validating")
+        settings, rule, detector, raw, splits = prepare(cfg)
     counts = splits.counts()
     log.info("stage data: %s from %s - train %d (anomalies %d), val %d, test %d (anomalies %d)",
              settings.dataset.name, raw.source, counts["n_train"], counts["n_train_anomalies"],

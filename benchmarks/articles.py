@@ -260,7 +260,7 @@ def cnn_is_better(runs: pd.DataFrame) -> Measured:
         return Measured(figure, NOT_RUN, "Needs the convolutional and the dense presets.")
     best_kind = max(dense, key=lambda k: dense[k].mean())
     if conv.mean() > dense[best_kind].mean():
-        return Measured(figure, REPRODUCED, f"The convolutional AE ranks anomalies better than every dense AE.")
+        return Measured(figure, REPRODUCED, "The convolutional AE ranks anomalies better than every dense AE.")
     return Measured(figure, NOT_REPRODUCED,
                     f"With digit 0 normal the dense {best_kind} ranks the other digits better than the conv AE "
                     f"({100 * dense[best_kind].mean():.1f} vs {100 * conv.mean():.1f} % AUROC).")
