@@ -8,6 +8,7 @@ tests): a report over a thousand runs would otherwise spend seconds in argument 
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pandas as pd  # noqa: E402
 from anomaly_bench.run_folder import SCORES_FILE  # noqa: E402
 
 DPI = 100
+LABEL_WIDTH = 48  # characters per line of a bar label (wrapped at spaces)
 HISTOGRAM_FILE = "score_histogram.png"
 # Vertical averaging of ROC curves happens on this false-positive-rate grid.
 FPR_GRID = np.linspace(0.0, 1.0, 201)
@@ -49,7 +51,7 @@ def plain(text: str) -> str:
 def _png(fig: plt.Figure) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # long labels are never cut off
     plt.close(fig)
     return buffer.getvalue()
 
@@ -120,16 +122,18 @@ def roc_overlay(curves: list[Curve], title: str) -> bytes:
 
 def metric_bars(labels: list[str], means: list[float], stds: list[float], metric: str) -> bytes:
     """Horizontal bars (long labels stay readable), std as error bars."""
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(labels)))
+    wrapped = [textwrap.fill(plain(label), LABEL_WIDTH) for label in labels]
+    lines = max((label.count("\n") + 1 for label in wrapped), default=1)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.3 * len(labels) * lines))
     y = np.arange(len(labels))
     errors = np.nan_to_num(np.asarray(stds, dtype=float))
     ax.barh(y, means, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
     for i, (value, error) in enumerate(zip(means, errors)):
         if np.isfinite(value):
             ax.text(value + error, i, f"  {value:.4f}", va="center", fontsize="small")
-    ax.set_yticks(y, [plain(label) for label in labels], fontsize="small")
+    ax.set_yticks(y, wrapped, fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel=f"{metric} (axis starts at 0)", xlim=(0, 1.15) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
+    ax.set(xlabel=f"{metric} (axis starts at 0)", xlim=(0, 1.2) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
