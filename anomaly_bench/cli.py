@@ -331,7 +331,11 @@ def main() -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         _bad_input(exc)
-    hydra_main()
+    try:
+        hydra_main()
+    except BrokenPipeError:  # output piped into a reader that stopped early (``--help | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(EXIT_JOB_FAILED) from None
     from anomaly_bench.sweep.callback import pop_outcome
 
     outcome = pop_outcome()
