@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 import numpy as np  # noqa: E402
 
+from anomaly_bench.data.checks import checked_images  # noqa: E402
 from anomaly_bench.errors import ConfigError  # noqa: E402
 from anomaly_bench.native_stderr import filter_native_logs  # noqa: E402
 
@@ -121,43 +122,22 @@ def find_sources(paths: list[str]) -> list[Source]:
 
 
 # ----------------------------------------------------------------------------- reading images
-def as_uint8_images(array: np.ndarray, where: str) -> np.ndarray:
-    """N x H x W (x C) images of any common encoding as uint8 N x H x W x C with C = 1 or 3."""
+def stored_images(array: np.ndarray, where: str) -> np.ndarray:
+    """An array of images held to the same standard as the data a run trains on (uint8 N x H x W x C);
+    an RGBA array loses its alpha channel, which carries no image content here."""
     array = np.asarray(array)
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
-        raise ConfigError(f"{where}: shape {array.shape} is not N x H x W or N x H x W x C with C = 1, 3 or 4")
-    if array.shape[-1] == 4:  # RGBA: the alpha channel carries no image content here
+    if array.ndim == 4 and array.shape[-1] == 4:
         array = array[..., :3]
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating) and array.size and 0.0 <= np.nanmin(array) and np.nanmax(array) <= 1.0:
-        return np.round(array * 255.0).astype(np.uint8)  # already scaled to [0, 1]
-    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 255:
-        return array.astype(np.uint8)
-    raise ConfigError(f"{where}: {array.dtype} values are neither 0-255 integers nor floats in [0, 1]")
-
-
-def read_image_file(path: Path) -> np.ndarray:
-    """One file as uint8 H x W x C (C = 1 or 3); OSError/ValueError when it is not a readable image."""
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        picture.load()
-        if picture.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit grey: keep the top byte's range
-            return np.round(np.asarray(picture, dtype=np.float64) / 257.0).astype(np.uint8)[..., None]
-        if picture.mode in ("I", "F"):
-            raise ValueError(f"pixel mode {picture.mode} (32-bit) is not supported; use 8-bit grey or RGB images")
-        grey = picture.mode in ("1", "L", "LA", "La")
-        pixels = np.asarray(picture if picture.mode in ("L", "RGB") else picture.convert("L" if grey else "RGB"))
-    return pixels[..., None] if pixels.ndim == 2 else pixels
+    return checked_images(array, where)[0]
 
 
 def batches(sources: list[Source], trained, batch_size: int,
             unreadable: list[tuple[str, str]]) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
     """(source names, indices, uint8 images in the run's shape) of at most ``batch_size`` images at a time."""
-    from anomaly_bench.data.images import conform
+    from PIL import Image
+
+    from anomaly_bench.data.folders import UNREADABLE
+    from anomaly_bench.data.images import conform, from_pil
 
     height, width, channels = trained.image_shape
     names: list[str] = []
@@ -172,21 +152,22 @@ def batches(sources: list[Source], trained, batch_size: int,
 
     for source in sources:
         if isinstance(source, ImageFile):
-            try:
-                pixels = read_image_file(source.path)
-            except (OSError, ValueError, SyntaxError) as exc:
+            try:  # decoded, converted and resized exactly as a folder dataset's files are for training
+                with Image.open(source.path) as picture:
+                    image = from_pil(picture, (height, width), channels)
+            except UNREADABLE as exc:
                 unreadable.append((str(source.path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
                 continue
             names.append(str(source.path))
             indices.append("")
-            images.append(conform(pixels[None], (height, width), channels)[0])
+            images.append(image)
             if len(images) >= batch_size:
                 yield flush()
             continue
-        array = source.read()
         where = f"{source.path}" + (f" [{source.key}]" if source.key else "")
+        array = stored_images(source.read(), where)  # the whole array: one value range decides the scaling
         for start in range(0, len(array), batch_size):
-            chunk = conform(as_uint8_images(array[start:start + batch_size], where), (height, width), channels)
+            chunk = conform(array[start:start + batch_size], (height, width), channels)
             for i, image in enumerate(chunk):
                 names.append(str(source.path) + (f":{source.key}" if source.key else ""))
                 indices.append(str(start + i))

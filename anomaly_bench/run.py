@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
-from anomaly_bench.console import held_progress
 from anomaly_bench.config import build as _instantiate
+from anomaly_bench.console import held_progress
 from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
 from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError

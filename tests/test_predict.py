@@ -88,6 +88,24 @@ def test_npz_and_idx_inputs_are_scored_by_index(tmp_path, knn_run):
 
 
 @needs_mnist
+def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn_run):
+    """Float arrays in [0, 255] or [0, 1] and 16-bit grey PNGs mean for predict what they mean for training data."""
+    run_dir, expected, images = knn_run
+    np.savez(tmp_path / "pixels.npz", x_test=images[:6].astype(np.float32))
+    np.savez(tmp_path / "unit.npz", x_test=images[:6] / 255.0)
+    sixteen = tmp_path / "sixteen"
+    sixteen.mkdir()
+    for i, image in enumerate(images[:6]):
+        Image.fromarray(image.astype(np.uint16) * 257).save(sixteen / f"{i}.png")
+    result = predict_cli(tmp_path, run_dir, tmp_path / "pixels.npz", tmp_path / "unit.npz", sixteen,
+                         "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    for start in (0, 6, 12):
+        check_scores(predicted[start:start + 6].reset_index(drop=True), expected[:6])
+
+
+@needs_mnist
 def test_other_sizes_and_colours_are_conformed_and_unreadable_files_are_listed(tmp_path, knn_run):
     run_dir, expected, images = knn_run
     folder = tmp_path / "mixed"
