@@ -97,7 +97,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
         ds.labelled_anomalies, ds.split_seed,
     )
-    detector.check(raw.image_shape)
+    detector.check_shape(raw.image_shape)  # its settings were checked before loading
     detector.check_data(splits)
     _check_validation_size(settings, rule, detector, splits)
     return Prepared(settings, rule, detector, raw, splits)
