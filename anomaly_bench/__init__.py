@@ -1,4 +1,5 @@
 """anomaly-bench: config-driven experiment runner for image anomaly detection."""
+
 __version__ = "0.1.0"
 __all__ = ["load_detector"]
 

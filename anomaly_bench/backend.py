@@ -6,6 +6,7 @@ sets it at the very start of the command. TensorFlow stays the default. Nothing 
 imports TensorFlow unless TensorFlow is the backend: JAX- or PyTorch-only machines (typical
 GPU boxes) have no TensorFlow at all.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -45,8 +46,9 @@ def choose(name: str | None = None) -> str:
     if "keras" in sys.modules:
         running = sys.modules["keras"].backend.backend()
         if running != name:
-            raise ConfigError(f"Keras already runs on {running} in this process; "
-                              f"set {ENV}={name} before Keras is first imported")
+            raise ConfigError(
+                f"Keras already runs on {running} in this process; set {ENV}={name} before Keras is first imported"
+            )
     os.environ[ENV] = name
     return name
 

@@ -6,6 +6,7 @@ one line and exit code 2 before Hydra creates or touches a folder. TensorFlow's 
 start-up lines are filtered from stderr (anomaly_bench.native_stderr). Once the run folder
 exists, bad input still exits 2 and removes it; any other failure leaves ``status: failed``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,14 +19,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from anomaly_bench.config_location import CONF_DIR, group_options, search_path_override, user_search_path  # noqa: E402
-from anomaly_bench.errors import ConfigError, one_line, shown  # noqa: E402
-from anomaly_bench.native_stderr import filter_native_logs  # noqa: E402
-from anomaly_bench.sweep.naming import safe_dirname  # noqa: E402
-from anomaly_bench.sweep.resume import untouched_job_subdir  # noqa: E402
+from anomaly_bench.config_location import CONF_DIR, group_options, search_path_override, user_search_path
+from anomaly_bench.errors import ConfigError, one_line, shown
+from anomaly_bench.native_stderr import filter_native_logs
+from anomaly_bench.sweep.naming import safe_dirname
+from anomaly_bench.sweep.resume import untouched_job_subdir
 
 USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search")
 EXIT_BAD_INPUT = 2
@@ -36,7 +37,11 @@ log = logging.getLogger("anomaly_bench")
 
 def _classes_label(classes) -> str:
     """Folder-name form of a class list: [1] -> '1', [1, 2] -> '1-2'."""
-    return "-".join(str(c) for c in classes) if isinstance(classes, (list, tuple)) or OmegaConf.is_list(classes) else str(classes)
+    return (
+        "-".join(str(c) for c in classes)
+        if isinstance(classes, (list, tuple)) or OmegaConf.is_list(classes)
+        else str(classes)
+    )
 
 
 if not OmegaConf.has_resolver("ab_classes"):
@@ -70,11 +75,16 @@ def parse_overrides(overrides: list[str]) -> list:
                 parser.parse_overrides([text])
             except Exception:
                 key, _, value = text.partition("=")
-                if not value.isascii() and not value[:1] in ("'", '"'):
-                    raise ConfigError(f"{shown(text)}: unquoted values must be plain ASCII; quote the value for "
-                                      f"Hydra and the shell: \"{key}='{shown(value, 160, quote=False)}'\"") from None
-                hint = (f"; to pass the value literally, quote it: \"{key}='{shown(value, 160, quote=False)}'\""
-                        if value and value[:1] not in ("'", '"', "[", "{") else "")
+                if not value.isascii() and value[:1] not in ("'", '"'):
+                    raise ConfigError(
+                        f"{shown(text)}: unquoted values must be plain ASCII; quote the value for "
+                        f"Hydra and the shell: \"{key}='{shown(value, 160, quote=False)}'\""
+                    ) from None
+                hint = (
+                    f"; to pass the value literally, quote it: \"{key}='{shown(value, 160, quote=False)}'\""
+                    if value and value[:1] not in ("'", '"', "[", "{")
+                    else ""
+                )
                 raise ConfigError(f"{shown(text)} is not a valid override: {_one_line(exc)}{hint}") from None
         raise ConfigError(_one_line(exc)) from None
 
@@ -92,7 +102,9 @@ def check_group_options(overrides: list[str], search_path: list[str] = ()) -> No
         allowed = group_options(group, search_path)
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
-                raise ConfigError(f"{group}={shown(value, quote=False)} is not a known option; allowed: {', '.join(allowed)}")
+                raise ConfigError(
+                    f"{group}={shown(value, quote=False)} is not a known option; allowed: {', '.join(allowed)}"
+                )
 
 
 def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
@@ -108,8 +120,10 @@ def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
         if value == {} and isinstance(value, dict) and OmegaConf.is_dict(current) and len(current):
             key = override.key_or_group
             entries = ", ".join(str(k) for k in current)
-            raise ConfigError(f"{key}={{}} would change nothing: Hydra merges a mapping into the existing one "
-                              f"({entries}); remove entries one by one with ~{key}.<name>")
+            raise ConfigError(
+                f"{key}={{}} would change nothing: Hydra merges a mapping into the existing one "
+                f"({entries}); remove entries one by one with ~{key}.<name>"
+            )
 
 
 def compose_for_check(overrides: list[str], multirun: bool, search_path: list[str] = ()) -> tuple[DictConfig, bool]:
@@ -121,8 +135,11 @@ def compose_for_check(overrides: list[str], multirun: bool, search_path: list[st
     from hydra import compose, initialize_config_dir
 
     parsed = parse_overrides(overrides)
-    kept = [text for text, o in zip(overrides, parsed) if not (multirun and o.is_sweep_override())
-            and o.key_or_group != "hydra.searchpath"] + search_path_override(search_path)
+    kept = [
+        text
+        for text, o in zip(overrides, parsed)
+        if not (multirun and o.is_sweep_override()) and o.key_or_group != "hydra.searchpath"
+    ] + search_path_override(search_path)
     user = [o for o in kept if not o.lstrip("+~").startswith("hydra")] + search_path_override(search_path)
     for attempt, complete in ((kept, True), (user, False)):
         try:
@@ -158,8 +175,10 @@ def check_output_folder(cfg: DictConfig, overrides: list[str], multirun: bool) -
     named = f"{key}={shown(str(folder))}" if given else f"paths.output_dir={shown(str(cfg.paths.output_dir))}"
     for part in folder.parts:
         if len(os.fsencode(part)) > MAX_NAME_BYTES:
-            raise ConfigError(f"{named}: the folder name {shown(part, 60)} is longer than the file system's "
-                              f"{MAX_NAME_BYTES} bytes; shorten the values it is built from")
+            raise ConfigError(
+                f"{named}: the folder name {shown(part, 60)} is longer than the file system's "
+                f"{MAX_NAME_BYTES} bytes; shorten the values it is built from"
+            )
     existing = folder
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
@@ -171,8 +190,10 @@ def check_output_folder(cfg: DictConfig, overrides: list[str], multirun: bool) -
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".anomaly-bench-write-test-", dir=existing))
     except OSError as exc:
-        raise ConfigError(f"{named}: cannot create folders in {shown(str(existing))} "
-                          f"({exc.strerror or exc}); choose a folder you can write to") from None
+        raise ConfigError(
+            f"{named}: cannot create folders in {shown(str(existing))} "
+            f"({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
     return existing
 
 
@@ -184,12 +205,16 @@ def _refuse_used_run_folder(folder: Path) -> None:
         return
     metrics = read_metrics(folder)
     if metrics is not None:
-        raise ConfigError(f"hydra.run.dir={shown(str(folder))} already holds a run (status "
-                          f"{shown(metrics.get('status'), 40)}); a run never writes into another run's folder: "
-                          "choose a new folder")
+        raise ConfigError(
+            f"hydra.run.dir={shown(str(folder))} already holds a run (status "
+            f"{shown(metrics.get('status'), 40)}); a run never writes into another run's folder: "
+            "choose a new folder"
+        )
     listed = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    raise ConfigError(f"hydra.run.dir={shown(str(folder))} is not empty (it holds {shown(listed, 120, quote=False)}); "
-                      "a run goes into a new or empty folder")
+    raise ConfigError(
+        f"hydra.run.dir={shown(str(folder))} is not empty (it holds {shown(listed, 120, quote=False)}); "
+        "a run goes into a new or empty folder"
+    )
 
 
 def _refuse_inside_a_run(key: str, folder: Path, existing: Path, multirun: bool) -> None:
@@ -200,9 +225,15 @@ def _refuse_inside_a_run(key: str, folder: Path, existing: Path, multirun: bool)
     candidates = [here, *here.parents] if (multirun or existing != folder) else list(here.parents)
     for candidate in candidates:
         if (candidate / METRICS_FILE).is_file():
-            where = "is a run folder" if candidate == Path(os.path.abspath(folder)) else f"lies in {shown(str(candidate))}, a run folder"
-            raise ConfigError(f"{key}={shown(str(folder))} {where}; a run never writes into another run's folder: "
-                              "choose a folder outside it")
+            where = (
+                "is a run folder"
+                if candidate == Path(os.path.abspath(folder))
+                else f"lies in {shown(str(candidate))}, a run folder"
+            )
+            raise ConfigError(
+                f"{key}={shown(str(folder))} {where}; a run never writes into another run's folder: "
+                "choose a folder outside it"
+            )
 
 
 _existing_before_run: Path | None = None

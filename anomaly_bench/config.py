@@ -5,6 +5,7 @@ Hydra composes YAML; this module is where a composed config is held to the schem
 classes, positive sizes, importable targets). Everything raises :class:`ConfigError`
 with one line naming the key, the value and what is allowed.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,13 +13,14 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from anomaly_bench.data.sources import DATASETS, OWN_DATASETS, SOURCES, SPECS
 from anomaly_bench.errors import ConfigError, shown
+
 
 @dataclass
 class DatasetConfig:
@@ -29,15 +31,15 @@ class DatasetConfig:
     labelled_anomalies: int = 0
     val_fraction: float = 0.1
     val_anomalies: int = 200
-    max_train: Optional[int] = None
-    max_test: Optional[int] = None
+    max_train: int | None = None
+    max_test: int | None = None
     split_seed: int = 0
     source: str = "auto"
-    path: Optional[str] = None
+    path: str | None = None
     download_timeout: float = 10.0
     # [H, W] to resize every image to (null = the data's own size); 1 or 3 channels (null = the data's own).
-    image_size: Optional[list[int]] = None
-    channels: Optional[int] = None
+    image_size: list[int] | None = None
+    channels: int | None = None
     # dataset=folder without train/ and test/ subfolders: the stratified share of each class held out for testing.
     test_fraction: float = 0.2
     # Unreadable image files: false = refuse with the file's name; true = skip them (listed in metrics.json).
@@ -61,7 +63,7 @@ class TrainerConfig:
     learning_rate: float = 0.001
     seed: int = 0
     deterministic: bool = False
-    threads: Optional[int] = None
+    threads: int | None = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -78,8 +80,17 @@ class RunSettings:
     n_reconstructions: int = 8
 
 
-TOP_LEVEL_KEYS = {"dataset", "model", "threshold", "trainer", "paths", "optimized_metric",
-                  "resume", "n_reconstructions", "hydra"}
+TOP_LEVEL_KEYS = {
+    "dataset",
+    "model",
+    "threshold",
+    "trainer",
+    "paths",
+    "optimized_metric",
+    "resume",
+    "n_reconstructions",
+    "hydra",
+}
 
 
 def _typed(schema: type, node: Any, group: str):
@@ -105,8 +116,12 @@ def _check_classes(key: str, value: Any, names: tuple[str, ...] | None) -> list:
         kinds = f"classes 0-{len(names) - 1}" if names else "classes (indices or names)"
         raise ConfigError(f"{key}={shown(value)} must be a non-empty list of {kinds}, such as {example}")
     n = len(names) if names is not None else None
-    bad = [c for c in value if not (isinstance(c, str) and c and (names is None or c in names))
-           and not (isinstance(c, int) and not isinstance(c, bool) and c >= 0 and (n is None or c < n))]
+    bad = [
+        c
+        for c in value
+        if not (isinstance(c, str) and c and (names is None or c in names))
+        and not (isinstance(c, int) and not isinstance(c, bool) and c >= 0 and (n is None or c < n))
+    ]
     if bad:
         allowed = f"allowed classes are 0-{n - 1}" if n is not None else "allowed are class indices >= 0 or class names"
         if names is not None and names != tuple(str(c) for c in range(n)):
@@ -125,11 +140,14 @@ def check_dataset(ds: DatasetConfig) -> None:
     normal = _check_classes("dataset.normal_classes", ds.normal_classes, names)
     if ds.anomaly_classes == "rest":
         if names is not None and len(set(normal)) == len(names):
-            raise ConfigError(f"dataset.normal_classes lists all {len(names)} classes; no anomaly class is left for "
-                              "anomaly_classes=rest")
+            raise ConfigError(
+                f"dataset.normal_classes lists all {len(names)} classes; no anomaly class is left for "
+                "anomaly_classes=rest"
+            )
     elif isinstance(ds.anomaly_classes, str):
-        raise ConfigError(f"dataset.anomaly_classes={shown(ds.anomaly_classes)} must be 'rest' or a list of "
-                          "classes, such as [1,2]")
+        raise ConfigError(
+            f"dataset.anomaly_classes={shown(ds.anomaly_classes)} must be 'rest' or a list of classes, such as [1,2]"
+        )
     else:
         anomalous = _check_classes("dataset.anomaly_classes", ds.anomaly_classes, names)
         overlap = [c for c in anomalous if c in normal]
@@ -157,8 +175,10 @@ def check_dataset(ds: DatasetConfig) -> None:
     if ds.source == "explicit" and not ds.path:
         raise ConfigError("dataset.source=explicit needs dataset.path=<IDX folder or .npz>")
     if ds.image_size is not None and (len(ds.image_size) != 2 or any(s < 1 for s in ds.image_size)):
-        raise ConfigError(f"dataset.image_size={list(ds.image_size)} must be [H, W] with two positive sizes, or null "
-                          "(the data's own size)")
+        raise ConfigError(
+            f"dataset.image_size={list(ds.image_size)} must be [H, W] with two positive sizes, or null "
+            "(the data's own size)"
+        )
     if ds.channels not in (None, 1, 3):
         raise ConfigError(f"dataset.channels={ds.channels} must be 1 (grey), 3 (RGB) or null (the data's own)")
     if not 0.0 < ds.test_fraction < 1.0:
@@ -273,7 +293,9 @@ def validate(cfg: DictConfig) -> RunSettings:
     """Schema + semantic checks of a composed config; raises ConfigError on the first problem."""
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS)
     if unknown:
-        raise ConfigError(f"{unknown[0]} is not a config key; top-level keys are: {', '.join(sorted(TOP_LEVEL_KEYS - {'hydra'}))}")
+        raise ConfigError(
+            f"{unknown[0]} is not a config key; top-level keys are: {', '.join(sorted(TOP_LEVEL_KEYS - {'hydra'}))}"
+        )
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
@@ -283,7 +305,11 @@ def validate(cfg: DictConfig) -> RunSettings:
     trainer = _typed(TrainerConfig, container.get("trainer", {}), "trainer")
     check_dataset(dataset)
     check_trainer(trainer)
-    if trainer.early_stopping.enabled and trainer.early_stopping.monitor.startswith("val_") and dataset.val_fraction == 0:
+    if (
+        trainer.early_stopping.enabled
+        and trainer.early_stopping.monitor.startswith("val_")
+        and dataset.val_fraction == 0
+    ):
         raise ConfigError(
             f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation images; set dataset.val_fraction > 0"
         )
@@ -294,10 +320,16 @@ def validate(cfg: DictConfig) -> RunSettings:
     resolve_target("model", model)
     metric = container.get("optimized_metric", "val_auroc")
     if metric not in OPTIMIZABLE_METRICS:
-        raise ConfigError(f"optimized_metric={metric!r} is not allowed; choose one of: {', '.join(OPTIMIZABLE_METRICS)}")
+        raise ConfigError(
+            f"optimized_metric={metric!r} is not allowed; choose one of: {', '.join(OPTIMIZABLE_METRICS)}"
+        )
     return RunSettings(
-        dataset=dataset, trainer=trainer, model=model, threshold=threshold,
-        optimized_metric=metric, resume=bool(container.get("resume", False)),
+        dataset=dataset,
+        trainer=trainer,
+        model=model,
+        threshold=threshold,
+        optimized_metric=metric,
+        resume=bool(container.get("resume", False)),
         n_reconstructions=int(container.get("n_reconstructions", 8)),
     )
 

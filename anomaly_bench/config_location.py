@@ -7,10 +7,11 @@ reads the repository's ``conf/``. Users add their own group options without touc
 either: Hydra's ``--config-dir DIR`` or ``hydra.searchpath=[file://DIR]`` puts DIR on the
 search path, and the option lists used for error messages include those folders too.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from anomaly_bench.errors import ConfigError
 
@@ -45,9 +46,9 @@ def user_search_path(config_dir: str | None, overrides: Iterable[str]) -> list[s
             value = OverridesParser.create().parse_override(searchpath[-1]).value()
         except Exception:
             return entries  # the override check reports the syntax error in one line
-        for entry in (value if isinstance(value, list) else [value]):
+        for entry in value if isinstance(value, list) else [value]:
             entry = str(entry)
-            folder = entry[len("file://"):] if entry.startswith("file://") else None if "://" in entry else entry
+            folder = entry[len("file://") :] if entry.startswith("file://") else None if "://" in entry else entry
             if folder is not None and not Path(folder).is_dir():
                 raise ConfigError(f"hydra.searchpath: {entry} is not a folder ({Path(folder).resolve()} not found)")
             entries.append(entry)

@@ -6,13 +6,14 @@ lines. The terminal's log handlers are therefore held back while a run prepares;
 still gets every line. Long preparation (a large image folder) is not kept silent: after
 ``patience`` seconds the held lines and everything after them stream as usual.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from logging.handlers import MemoryHandler
-from typing import Iterator
 
 from anomaly_bench.errors import ConfigError
 
@@ -31,7 +32,9 @@ class _HeldBack(MemoryHandler):
 
 
 def _terminal_handlers(logger: logging.Logger) -> list[logging.Handler]:
-    return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    return [
+        h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ class BadDataError(ConfigError):
     """
 
 
-
 MAX_SHOWN = 200
 
 

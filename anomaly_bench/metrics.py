@@ -1,4 +1,5 @@
 """Detection metrics with the anomaly as the positive class (label 1)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def decision_metrics(labels: np.ndarray, flagged: np.ndarray) -> dict:
     }
 
 
-def flagged_rate_by_class(classes: np.ndarray, flagged: np.ndarray,
-                          class_names: list[str] | None = None) -> dict[str, float]:
+def flagged_rate_by_class(
+    classes: np.ndarray, flagged: np.ndarray, class_names: list[str] | None = None
+) -> dict[str, float]:
     """Share of each original class flagged as anomalous (e.g. 'all zeros flagged' in article 003),
     keyed by class name (the index itself when no names are given)."""
     classes = np.asarray(classes)

@@ -8,9 +8,11 @@ command line points descriptor 2 at a pipe read by a thread that drops lines in 
 log format and passes everything else through; Python's own ``sys.stderr`` (tracebacks,
 the CLI's error line, logging) writes straight to the terminal, untouched by the filter.
 """
+
 from __future__ import annotations
 
 import atexit
+import contextlib
 import faulthandler
 import os
 import re
@@ -44,15 +46,11 @@ def _pump(read_fd: int, write_fd: int) -> None:
         *lines, pending = (pending + chunk).split(b"\n")
         kept = b"".join(line + b"\n" for line in lines if not is_native_log_line(line))
         if kept:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(write_fd, kept)
-            except OSError:
-                pass
     if pending and not is_native_log_line(pending):
-        try:
+        with contextlib.suppress(OSError):
             os.write(write_fd, pending)
-        except OSError:
-            pass
     os.close(read_fd)
 
 
@@ -70,8 +68,9 @@ def filter_native_logs() -> None:
     except (OSError, ValueError, AttributeError):
         return  # no usable descriptor 2 (embedded interpreter, closed stderr): leave it alone
     _installed = True
-    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                           errors="backslashreplace")
+    sys.stderr = os.fdopen(
+        os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace"
+    )
     if faulthandler.is_enabled():  # a fatal crash's traceback must not wait for the pump thread
         faulthandler.enable(file=sys.stderr)
     pump = threading.Thread(target=_pump, args=(read_fd, terminal), name="native-stderr-filter", daemon=True)
@@ -79,10 +78,8 @@ def filter_native_logs() -> None:
 
     def restore() -> None:
         """Give descriptor 2 back so the pump sees the end of the pipe and writes what is left."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
         os.dup2(terminal, 2)
         pump.join(timeout=1.0)  # child processes may still hold the pipe; never hang on exit
 

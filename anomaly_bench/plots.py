@@ -1,4 +1,5 @@
 """The run folder's figures. Agg backend: runs happen on headless machines and in workers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 DPI = 100
 # Results on this fallback are not comparable with the official test set: every figure says so.
@@ -111,8 +112,13 @@ def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) 
     _save(fig, path)
 
 
-def latent(codes: np.ndarray, labels: np.ndarray, path: Path, title: str,
-           score_grid: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None) -> None:
+def latent(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    title: str,
+    score_grid: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None,
+) -> None:
     """2-D codes coloured by truth; ``score_grid`` = (xx, yy, scores, threshold) adds the decision
     boundary (score = threshold) over shaded anomaly scores, for detectors that score codes."""
     fig, ax = plt.subplots(figsize=(5, 5))

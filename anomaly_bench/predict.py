@@ -11,6 +11,7 @@ Exit codes: 0 all scored; 2 bad input (run folder not completed or unknown, a PA
 not exist, nothing found), nothing written; 1 some files unreadable (listed in
 ``unreadable.csv``), the rest scored.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,18 +20,18 @@ import heapq
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from anomaly_bench.data.checks import checked_images  # noqa: E402
-from anomaly_bench.errors import ConfigError  # noqa: E402
-from anomaly_bench.native_stderr import filter_native_logs  # noqa: E402
+from anomaly_bench.data.checks import checked_images
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.native_stderr import filter_native_logs
 
 PROG = "anomaly-bench-predict"
 EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -116,8 +117,10 @@ def find_sources(paths: list[str]) -> list[Source]:
         else:
             raise ConfigError(f"{arg} does not exist")
     if not sources:
-        raise ConfigError(f"no images found in {' '.join(paths)} (image files: {', '.join(sorted(IMAGE_SUFFIXES))}; "
-                          "also .npz and IDX folders)")
+        raise ConfigError(
+            f"no images found in {' '.join(paths)} (image files: {', '.join(sorted(IMAGE_SUFFIXES))}; "
+            "also .npz and IDX folders)"
+        )
     return sources
 
 
@@ -131,8 +134,9 @@ def stored_images(array: np.ndarray, where: str) -> np.ndarray:
     return checked_images(array, where)[0]
 
 
-def batches(sources: list[Source], trained, batch_size: int,
-            unreadable: list[tuple[str, str]]) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+def batches(
+    sources: list[Source], trained, batch_size: int, unreadable: list[tuple[str, str]]
+) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
     """(source names, indices, uint8 images in the run's shape) of at most ``batch_size`` images at a time."""
     from PIL import Image
 
@@ -167,7 +171,7 @@ def batches(sources: list[Source], trained, batch_size: int,
         where = f"{source.path}" + (f" [{source.key}]" if source.key else "")
         array = stored_images(source.read(), where)  # the whole array: one value range decides the scaling
         for start in range(0, len(array), batch_size):
-            chunk = conform(array[start:start + batch_size], (height, width), channels)
+            chunk = conform(array[start : start + batch_size], (height, width), channels)
             for i, image in enumerate(chunk):
                 names.append(str(source.path) + (f":{source.key}" if source.key else ""))
                 indices.append(str(start + i))
@@ -181,15 +185,21 @@ def batches(sources: list[Source], trained, batch_size: int,
 # ----------------------------------------------------------------------------- outputs
 def default_out_dir(run_dir: Path) -> Path:
     stamp = datetime.now()
-    return Path("outputs") / "predictions" / stamp.strftime("%Y-%m-%d") / (
-        f"{stamp.strftime('%H-%M-%S-%f')}_{run_dir.resolve().name}")
+    return (
+        Path("outputs")
+        / "predictions"
+        / stamp.strftime("%Y-%m-%d")
+        / (f"{stamp.strftime('%H-%M-%S-%f')}_{run_dir.resolve().name}")
+    )
 
 
 def check_out_dir(out: Path, run_dir: Path) -> None:
     resolved, run = out.resolve(), run_dir.resolve()
     if resolved == run or run in resolved.parents:
-        raise ConfigError(f"--out {out} is inside the run folder {run_dir}; a finished run is never modified, "
-                          "choose a folder elsewhere")
+        raise ConfigError(
+            f"--out {out} is inside the run folder {run_dir}; a finished run is never modified, "
+            "choose a folder elsewhere"
+        )
     if (out / PREDICTIONS_FILE).exists():
         raise ConfigError(f"--out {out} already holds {PREDICTIONS_FILE}; choose a new folder")
     if out.exists() and not out.is_dir():
@@ -207,7 +217,9 @@ def most_anomalous_figure(top: list[tuple[float, str, np.ndarray]], trained, pat
 
     images = to_float(np.stack([image for _, _, image in top]))
     counterpart = trained.reconstruct(images)
-    rows = [("image", images)] + ([(trained.detector.reconstruction_label, counterpart)] if counterpart is not None else [])
+    rows = [("image", images)] + (
+        [(trained.detector.reconstruction_label, counterpart)] if counterpart is not None else []
+    )
     fig, axes = plt.subplots(len(rows), len(top), figsize=(1.6 * len(top), 1.9 * len(rows) + 0.6), squeeze=False)
     for r, (label, row) in enumerate(rows):
         for c, (score, name, _) in enumerate(top):
@@ -218,12 +230,18 @@ def most_anomalous_figure(top: list[tuple[float, str, np.ndarray]], trained, pat
             if r == 0:
                 mark = "FLAGGED" if score > trained.threshold else "normal"
                 short = Path(name).name if len(Path(name).name) <= 18 else "..." + Path(name).name[-15:]
-                ax.set_title(f"#{c + 1} {score:.4g}\n{mark}\n{short}", fontsize=7,
-                             color="red" if score > trained.threshold else "black")
+                ax.set_title(
+                    f"#{c + 1} {score:.4g}\n{mark}\n{short}",
+                    fontsize=7,
+                    color="red" if score > trained.threshold else "black",
+                )
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(f"{trained.name}: most anomalous of the scored images "
-                 f"(threshold {trained.threshold:.4g}, {trained.threshold_rule})", fontsize=9)
+    fig.suptitle(
+        f"{trained.name}: most anomalous of the scored images "
+        f"(threshold {trained.threshold:.4g}, {trained.threshold_rule})",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -242,8 +260,10 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
     out = out if out is not None else default_out_dir(run_dir)
     check_out_dir(out, run_dir)
     trained = load_detector(run_dir)
-    _log(f"detector: {trained.name} from {run_dir}, images {'x'.join(map(str, trained.image_shape))}, "
-         f"threshold {trained.threshold:.6g} ({trained.threshold_rule})")
+    _log(
+        f"detector: {trained.name} from {run_dir}, images {'x'.join(map(str, trained.image_shape))}, "
+        f"threshold {trained.threshold:.6g} ({trained.threshold_rule})"
+    )
     n_files = sum(isinstance(s, ImageFile) for s in sources)
     _log(f"found {n_files} image files and {len(sources) - n_files} image arrays in {len(paths)} path(s)")
 
@@ -254,8 +274,9 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
     for names, indices, images in batches(sources, trained, batch_size, unreadable):
         scores = trained.score(trained.prepare(images))
         flagged = trained.flag(scores)
-        frames.append(pd.DataFrame({"source": names, "index": indices, "score": scores,
-                                    "flagged": flagged.astype(int)}))
+        frames.append(
+            pd.DataFrame({"source": names, "index": indices, "score": scores, "flagged": flagged.astype(int)})
+        )
         for i in np.argsort(-scores)[:top]:
             item = (float(scores[i]), done + int(i), names[i] + (f"[{indices[i]}]" if indices[i] else ""), images[i])
             if len(best) < top:
@@ -268,8 +289,11 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
 
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["source", "index", "score", "flagged"])
+    table = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["source", "index", "score", "flagged"])
+    )
     table["threshold"], table["rule"] = trained.threshold, trained.threshold_rule
     table.to_csv(out / PREDICTIONS_FILE, index=False)
     if best:
@@ -280,22 +304,28 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
         for name, error in unreadable:
             print(f"{PROG}: unreadable: {name}: {error}", file=sys.stderr)
     rate = f", {done / seconds:.1f} images/s" if done and seconds > 0 else ""
-    _log(f"done: {done} images scored in {seconds:.2f} s{rate}, {flagged_so_far} flagged, "
-         f"{len(unreadable)} unreadable -> {out}")
+    _log(
+        f"done: {done} images scored in {seconds:.2f} s{rate}, {flagged_so_far} flagged, "
+        f"{len(unreadable)} unreadable -> {out}"
+    )
     return EXIT_UNREADABLE if unreadable else EXIT_OK
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Score new images with the detector of a completed anomaly-bench run.",
+        prog=PROG,
+        description="Score new images with the detector of a completed anomaly-bench run.",
         epilog="Example: anomaly-bench-predict outputs/runs/2026-11-25/15-04-17-784340_mnist-conv_ae-n0 my_images/ "
-               "--out predictions/. --backend NAME (tensorflow, jax, torch) picks the Keras backend, as for "
-               "anomaly-bench.")
+        "--out predictions/. --backend NAME (tensorflow, jax, torch) picks the Keras backend, as for "
+        "anomaly-bench.",
+    )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a completed run folder")
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="image files, folders (recursive), globs, an .npz or an IDX folder")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="result folder (default: a new folder under outputs/predictions/)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image files, folders (recursive), globs, an .npz or an IDX folder"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="result folder (default: a new folder under outputs/predictions/)"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="images scored at a time (memory bound)")
     parser.add_argument("--top", type=int, default=8, help="images shown in most_anomalous.png")
     return parser.parse_args(argv)

@@ -4,8 +4,10 @@
 the command line (cli.py) only adds Hydra's folder handling and exit codes around it.
 Everything that can be checked is checked before the folder starts to look like a result.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -29,8 +31,8 @@ from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
 from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
-from anomaly_bench.thresholds import ScoreSets, ThresholdRule
 from anomaly_bench.threads import limit_threads, threads_for_job
+from anomaly_bench.thresholds import ScoreSets, ThresholdRule
 from anomaly_bench.trained import detector_facts
 
 log = logging.getLogger("anomaly_bench")
@@ -39,12 +41,19 @@ log = logging.getLogger("anomaly_bench")
 def _versions() -> dict[str, str]:
     """Installed versions of what shaped the result; a backend that is not installed is left out."""
     found = {"python": platform.python_version()}
-    for package in ("anomaly-bench", "tensorflow", "jax", "jaxlib", "torch", "keras", "numpy", "scikit-learn",
-                    "hydra-core"):
-        try:
+    for package in (
+        "anomaly-bench",
+        "tensorflow",
+        "jax",
+        "jaxlib",
+        "torch",
+        "keras",
+        "numpy",
+        "scikit-learn",
+        "hydra-core",
+    ):
+        with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     if "tensorflow" not in found and "tensorflow" in sys.modules:  # e.g. installed as tensorflow-cpu
         found["tensorflow"] = sys.modules["tensorflow"].__version__
     return found
@@ -84,18 +93,37 @@ def prepare(cfg: DictConfig) -> Prepared:
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
     if detector.supervision == "supervised" and settings.dataset.labelled_anomalies == 0:
-        raise ConfigError(f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
-                          "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)")
+        raise ConfigError(
+            f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
+            "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)"
+        )
     if detector.needs_validation and settings.dataset.val_fraction == 0:
-        raise ConfigError(f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
-                          "set dataset.val_fraction > 0 (default 0.1)")
+        raise ConfigError(
+            f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
+            "set dataset.val_fraction > 0 (default 0.1)"
+        )
     detector.check_settings()
     ds = settings.dataset
-    raw = load_raw(ds.name, ds.source, ds.path, ds.download_timeout, image_size=ds.image_size, channels=ds.channels,
-                   test_fraction=ds.test_fraction, split_seed=ds.split_seed, skip_unreadable=ds.skip_unreadable)
+    raw = load_raw(
+        ds.name,
+        ds.source,
+        ds.path,
+        ds.download_timeout,
+        image_size=ds.image_size,
+        channels=ds.channels,
+        test_fraction=ds.test_fraction,
+        split_seed=ds.split_seed,
+        skip_unreadable=ds.skip_unreadable,
+    )
     splits = make_splits(
-        raw, ds.normal_classes, ds.anomaly_classes, ds.val_fraction, ds.max_train, ds.max_test,
-        ds.labelled_anomalies, ds.split_seed,
+        raw,
+        ds.normal_classes,
+        ds.anomaly_classes,
+        ds.val_fraction,
+        ds.max_train,
+        ds.max_test,
+        ds.labelled_anomalies,
+        ds.split_seed,
     )
     detector.check_shape(raw.image_shape)  # its settings were checked before loading
     detector.check_data(splits)
@@ -112,17 +140,22 @@ def _check_validation_size(settings: RunSettings, rule: ThresholdRule, detector,
     users += ["trainer.early_stopping"] * (es.enabled and es.monitor.startswith("val_"))
     if users and settings.dataset.val_fraction > 0:
         n = len(splits.train) - int(splits.train.labels.sum())
-        raise ConfigError(f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
-                          f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
-                          "or dataset.max_train")
+        raise ConfigError(
+            f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
+            f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
+            "or dataset.max_train"
+        )
 
 
 def data_facts(raw, splits: Splits) -> dict:
     """What the data layer did, for metrics.json: shapes, conversion, class names, skipped files."""
-    return {**raw.info, "class_names": splits.class_names,
-            "normal_class_names": splits.names(splits.normal_classes),
-            "anomaly_class_names": splits.names(splits.anomaly_classes),
-            "model_input": "float32 in [0, 1] (uint8 / 255)"}
+    return {
+        **raw.info,
+        "class_names": splits.class_names,
+        "normal_class_names": splits.names(splits.normal_classes),
+        "anomaly_class_names": splits.names(splits.anomaly_classes),
+        "model_input": "float32 in [0, 1] (uint8 / 255)",
+    }
 
 
 def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
@@ -133,22 +166,41 @@ def _pick(split_labels: np.ndarray, value: int, n: int) -> np.ndarray:
     return candidates[np.linspace(0, len(candidates) - 1, num=min(n, len(candidates))).astype(int)]
 
 
-def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Splits, history: pd.DataFrame,
-                    test_scores: np.ndarray, flagged: np.ndarray, threshold: float, metrics: dict,
-                    data_source: str = "") -> list[str]:
+def write_artifacts(
+    folder: Path,
+    settings: RunSettings,
+    detector,
+    splits: Splits,
+    history: pd.DataFrame,
+    test_scores: np.ndarray,
+    flagged: np.ndarray,
+    threshold: float,
+    metrics: dict,
+    data_source: str = "",
+) -> list[str]:
     title = plots.run_title(settings.dataset.name, detector.name, splits.names(splits.normal_classes), data_source)
     test = splits.test
-    pd.DataFrame({
-        "index": test.index, "label": test.labels, "class": test.classes,
-        "score": test_scores, "flagged": flagged.astype(int),
-    }).to_csv(folder / SCORES_FILE, index=False)
+    pd.DataFrame(
+        {
+            "index": test.index,
+            "label": test.labels,
+            "class": test.classes,
+            "score": test_scores,
+            "flagged": flagged.astype(int),
+        }
+    ).to_csv(folder / SCORES_FILE, index=False)
     written = [SCORES_FILE]
     if len(history):
         history.to_csv(folder / "history.csv", index=False)
         plots.training_curve(history, folder / "training_curve.png", title)
         written += ["history.csv", "training_curve.png"]
-    plots.score_histogram(test_scores, test.labels, threshold, folder / "score_histogram.png",
-                          f"{title}\nthreshold: {metrics['threshold_rule']}")
+    plots.score_histogram(
+        test_scores,
+        test.labels,
+        threshold,
+        folder / "score_histogram.png",
+        f"{title}\nthreshold: {metrics['threshold_rule']}",
+    )
     plots.roc(test.labels, test_scores, metrics["auroc"], folder / "roc_curve.png", title)
     plots.precision_recall(test.labels, test_scores, metrics["auprc"], folder / "pr_curve.png", title)
     plots.confusion(metrics["confusion_matrix"], folder / "confusion_matrix.png", title)
@@ -161,16 +213,27 @@ def write_artifacts(folder: Path, settings: RunSettings, detector, splits: Split
         for kind, pick in zip(("normal", "anomaly"), picks):
             if len(pick):
                 rows.append((f"{kind}: original", test.subset(pick).x))
-                rows.append((f"{kind}: reconstruction", recon[start:start + len(pick)]))
+                rows.append((f"{kind}: reconstruction", recon[start : start + len(pick)]))
             start += len(pick)
         plots.reconstructions(rows, folder / "reconstructions.png", title)
         written.append("reconstructions.png")
     written += detector.write_extra_artifacts(folder, splits, test_scores)
     saved = detector.save(folder)
     rule = {k: v for k, v in metrics.items() if k.startswith("threshold_") or k == "oracle"}
-    written += saved + [write_detector_file(folder, detector_facts(
-        settings.model, splits.image_shape, threshold, rule, saved, settings.dataset.image_size,
-        settings.dataset.channels))]
+    written += saved + [
+        write_detector_file(
+            folder,
+            detector_facts(
+                settings.model,
+                splits.image_shape,
+                threshold,
+                rule,
+                saved,
+                settings.dataset.image_size,
+                settings.dataset.channels,
+            ),
+        )
+    ]
     return written
 
 
@@ -186,9 +249,16 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         log.info("stage config: validating")
         settings, rule, detector, raw, splits = prepare(cfg)
     counts = splits.counts()
-    log.info("stage data: %s from %s - train %d (anomalies %d), val %d, test %d (anomalies %d)",
-             settings.dataset.name, raw.source, counts["n_train"], counts["n_train_anomalies"],
-             counts["n_val"], counts["n_test"], counts["n_test_anomalies"])
+    log.info(
+        "stage data: %s from %s - train %d (anomalies %d), val %d, test %d (anomalies %d)",
+        settings.dataset.name,
+        raw.source,
+        counts["n_train"],
+        counts["n_train_anomalies"],
+        counts["n_val"],
+        counts["n_test"],
+        counts["n_test_anomalies"],
+    )
 
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
@@ -199,14 +269,25 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         (folder.path / HYDRA_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, folder.path / HYDRA_CONFIG_FILE)
     handler = _attach_run_log(folder.path)
-    folder.start({
-        "dataset": settings.dataset.name, "model": detector.name,
-        "normal_classes": splits.normal_classes, "anomaly_classes": splits.anomaly_classes,
-        "seed": settings.trainer.seed, "threads": settings.trainer.threads,
-        "backend": backend.name(), "device": backend.device(),
-        "data_source": raw.source, "data_location": raw.location,
-        "test_split": raw.test_split, **counts, "data": data_facts(raw, splits), "versions": _versions(), "config": config_snapshot(cfg),
-    })
+    folder.start(
+        {
+            "dataset": settings.dataset.name,
+            "model": detector.name,
+            "normal_classes": splits.normal_classes,
+            "anomaly_classes": splits.anomaly_classes,
+            "seed": settings.trainer.seed,
+            "threads": settings.trainer.threads,
+            "backend": backend.name(),
+            "device": backend.device(),
+            "data_source": raw.source,
+            "data_location": raw.location,
+            "test_split": raw.test_split,
+            **counts,
+            "data": data_facts(raw, splits),
+            "versions": _versions(),
+            "config": config_snapshot(cfg),
+        }
+    )
     try:
         log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
         t0 = time.perf_counter()
@@ -221,25 +302,33 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         score_sets = ScoreSets(
             train=detector.score(splits.train.x) if "train" in rule.needs else np.empty(0),
             val=detector.score(splits.val.x) if "val" in rule.needs else np.empty(0),
-            test=test_scores, test_labels=splits.test.labels,
+            test=test_scores,
+            test_labels=splits.test.labels,
         )
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
             **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
-            "threshold": threshold, **rule.describe(),
+            "threshold": threshold,
+            **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
             "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged, splits.class_names),
-            **detector.describe(), **fit.info,
+            **detector.describe(),
+            **fit.info,
         }
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()
-        metrics["artifacts"] = write_artifacts(folder.path, settings, detector, splits, fit.history,
-                                               test_scores, flagged, threshold, metrics, raw.source)
+        metrics["artifacts"] = write_artifacts(
+            folder.path, settings, detector, splits, fit.history, test_scores, flagged, threshold, metrics, raw.source
+        )
         t_art = time.perf_counter() - t0
-        metrics["timings"] = {"fit": t_fit, "score": t_score, "artifacts": t_art,
-                              "total": time.perf_counter() - started}
+        metrics["timings"] = {
+            "fit": t_fit,
+            "score": t_score,
+            "artifacts": t_art,
+            "total": time.perf_counter() - started,
+        }
         result = folder.complete(metrics)
     except BaseException as exc:
         folder.fail(exc)
@@ -249,8 +338,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             logging.getLogger().removeHandler(handler)
             handler.close()
     auroc = result["auroc"]
-    log.info("done: auroc %s, f1 %.4f, threshold %.5g (%s) -> %s",
-             f"{auroc:.4f}" if auroc is not None else "n/a", result["f1"], threshold, rule.name, folder.path)
+    log.info(
+        "done: auroc %s, f1 %.4f, threshold %.5g (%s) -> %s",
+        f"{auroc:.4f}" if auroc is not None else "n/a",
+        result["f1"],
+        threshold,
+        rule.name,
+        folder.path,
+    )
     return result
 
 

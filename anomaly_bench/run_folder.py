@@ -9,6 +9,7 @@ A failure is recorded best effort: on a full disk the atomic write has no room f
 temporary file, so metrics.json is then rewritten in place (truncating frees its blocks),
 and a caller learns what could not be written instead of getting a second exception.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Per-image anomaly scores from reconstructions: the larger the error, the more anomalous."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ built; a reused worker keeps the count its first job set (a later different requ
 logged). JAX (XLA) sizes its CPU pool itself and has no setting for it: there the count
 is ignored, and said so in the log.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,11 @@ def _limit_tensorflow(threads: int) -> int | None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
-        log.warning("TensorFlow already runs with %s threads in this process; %d requested, keeping them",
-                    current or "default", threads)
+        log.warning(
+            "TensorFlow already runs with %s threads in this process; %d requested, keeping them",
+            current or "default",
+            threads,
+        )
         return current or None
     log.info("threads: TensorFlow limited to %d threads", threads)
     return threads

@@ -4,6 +4,7 @@ Every rule sees the same :class:`ScoreSets` and returns one float, so the pipeli
 needs to know which rule it runs. Rules that peek at test labels say so with ``oracle``
 and the run records it, because such numbers are not reportable results.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -8,6 +8,7 @@ rebuilds the detector from that config, checks it with that image shape and call
 config must name a detector class of this package or a scikit-learn estimator before anything
 is built: a config is otherwise a way to call any function.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,9 +27,15 @@ SCALING = "x / 255 -> float32 in [0, 1]"
 RESIZE = "Pillow bilinear to image_size; grey <-> RGB by Pillow's conversion"
 
 
-def detector_facts(model_config: dict, image_shape: tuple[int, ...], threshold: float, rule: dict,
-                   files: list[str], dataset_image_size: list[int] | None = None,
-                   dataset_channels: int | None = None) -> dict:
+def detector_facts(
+    model_config: dict,
+    image_shape: tuple[int, ...],
+    threshold: float,
+    rule: dict,
+    files: list[str],
+    dataset_image_size: list[int] | None = None,
+    dataset_channels: int | None = None,
+) -> dict:
     """The content of ``detector.json`` (see the module docstring); ``rule`` is ThresholdRule.describe().
 
     ``image_shape`` is what the model was trained on; new images are brought to it with
@@ -41,11 +48,18 @@ def detector_facts(model_config: dict, image_shape: tuple[int, ...], threshold: 
         "model": model_config,
         "files": files,
         "threshold": {"value": float(threshold), **rule},
-        "preprocessing": {"image_shape": [height, width, channels], "image_size": [height, width],
-                          "channels": channels, "dtype": "uint8", "scaling": SCALING, "resize": RESIZE,
-                          "dataset": {"image_size": None if dataset_image_size is None else
-                                      [int(s) for s in dataset_image_size],
-                                      "channels": None if dataset_channels is None else int(dataset_channels)}},
+        "preprocessing": {
+            "image_shape": [height, width, channels],
+            "image_size": [height, width],
+            "channels": channels,
+            "dtype": "uint8",
+            "scaling": SCALING,
+            "resize": RESIZE,
+            "dataset": {
+                "image_size": None if dataset_image_size is None else [int(s) for s in dataset_image_size],
+                "channels": None if dataset_channels is None else int(dataset_channels),
+            },
+        },
     }
 
 
@@ -73,8 +87,10 @@ class TrainedDetector:
     def score(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
         if images.shape[1:] != self.image_shape:
-            raise ValueError(f"images have shape {images.shape[1:]}, the run's model takes {self.image_shape}; "
-                             "use prepare() on uint8 images first")
+            raise ValueError(
+                f"images have shape {images.shape[1:]}, the run's model takes {self.image_shape}; "
+                "use prepare() on uint8 images first"
+            )
         return np.asarray(self.detector.score(images), dtype=np.float64)
 
     def flag(self, scores: np.ndarray) -> np.ndarray:
@@ -109,8 +125,10 @@ def _check_targets(node: Any, where: str) -> None:
             except ImportError:
                 cls = None
         if not (isinstance(cls, type) and (issubclass(cls, Detector) or issubclass(cls, BaseEstimator))):
-            raise ConfigError(f"{where}._target_={target!r} is not a detector of anomaly_bench or a scikit-learn "
-                              "estimator; refusing to build it from a run folder")
+            raise ConfigError(
+                f"{where}._target_={target!r} is not a detector of anomaly_bench or a scikit-learn "
+                "estimator; refusing to build it from a run folder"
+            )
     for key, value in node.items():
         _check_targets(value, f"{where}.{key}")
 
@@ -131,11 +149,15 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
         raise ConfigError(f"{folder}: status is {status!r}, not {COMPLETED!r}; only a completed run is a detector")
     facts = read_detector_file(folder)
     if facts is None:
-        raise ConfigError(f"{folder} has no readable {DETECTOR_FILE} (runs made before it existed cannot be "
-                          "reloaded); run the experiment again")
+        raise ConfigError(
+            f"{folder} has no readable {DETECTOR_FILE} (runs made before it existed cannot be "
+            "reloaded); run the experiment again"
+        )
     if facts.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{folder / DETECTOR_FILE}: format_version {facts.get('format_version')!r} is not "
-                          f"{FORMAT_VERSION}; this anomaly-bench cannot read it")
+        raise ConfigError(
+            f"{folder / DETECTOR_FILE}: format_version {facts.get('format_version')!r} is not "
+            f"{FORMAT_VERSION}; this anomaly-bench cannot read it"
+        )
     model_config = facts["model"]
     _check_targets(model_config, "model")
     try:
@@ -150,8 +172,11 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
     except (OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{folder}: the saved {detector.name} model cannot be read: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ConfigError(
+            f"{folder}: the saved {detector.name} model cannot be read: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     threshold = facts["threshold"]
-    return TrainedDetector(detector, folder, float(threshold["value"]), str(threshold.get("threshold_rule")),
-                           image_shape, facts)
+    return TrainedDetector(
+        detector, folder, float(threshold["value"]), str(threshold.get("threshold_rule")), image_shape, facts
+    )

@@ -11,6 +11,7 @@ Example:
     nice python benchmarks/backend_speed.py                    # every installed backend
     python benchmarks/backend_speed.py --backends tensorflow jax --epochs 2 --max-train 1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ EPOCH_LINE = re.compile(r"\] epoch (\d+)/\d+ - .* - ([0-9.]+) s$")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS,
-                        default=[b for b in BACKENDS if importlib.util.find_spec(b) is not None])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=[b for b in BACKENDS if importlib.util.find_spec(b) is not None],
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--max-train", type=int, default=3000)
@@ -48,28 +53,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def overrides(args: argparse.Namespace, model: str) -> list[str]:
-    return [f"model={model}", "dataset=fashion_mnist", f"dataset.normal_classes=[{args.normal_class}]",
-            f"dataset.max_train={args.max_train}", f"dataset.max_test={args.max_test}",
-            f"trainer.epochs={args.epochs}", "trainer.early_stopping.enabled=false"]
+    return [
+        f"model={model}",
+        "dataset=fashion_mnist",
+        f"dataset.normal_classes=[{args.normal_class}]",
+        f"dataset.max_train={args.max_train}",
+        f"dataset.max_test={args.max_test}",
+        f"trainer.epochs={args.epochs}",
+        "trainer.early_stopping.enabled=false",
+    ]
 
 
 def measure(args: argparse.Namespace, backend: str, model: str) -> dict:
     folder = args.runs / args.stamp / f"{backend}-{model}"
-    command = [sys.executable, "-m", "anomaly_bench", "--backend", backend, *overrides(args, model),
-               f"hydra.run.dir={folder}"]
+    command = [
+        sys.executable,
+        "-m",
+        "anomaly_bench",
+        "--backend",
+        backend,
+        *overrides(args, model),
+        f"hydra.run.dir={folder}",
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{backend} {model} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((folder / "metrics.json").read_text())
-    epochs = [float(m.group(2)) for line in (folder / "run.log").read_text().splitlines()
-              if (m := EPOCH_LINE.search(line))]
+    epochs = [
+        float(m.group(2)) for line in (folder / "run.log").read_text().splitlines() if (m := EPOCH_LINE.search(line))
+    ]
     return {
-        "backend": backend, "model": model, "device": metrics["device"], "auroc": metrics["auroc"],
-        "first_epoch": epochs[0], "later_epochs": statistics.median(epochs[1:]) if len(epochs) > 1 else None,
-        "fit": metrics["timings"]["fit"], "score": metrics["timings"]["score"],
-        "run": metrics["timings"]["total"], "process": wall,
+        "backend": backend,
+        "model": model,
+        "device": metrics["device"],
+        "auroc": metrics["auroc"],
+        "first_epoch": epochs[0],
+        "later_epochs": statistics.median(epochs[1:]) if len(epochs) > 1 else None,
+        "fit": metrics["timings"]["fit"],
+        "score": metrics["timings"]["score"],
+        "run": metrics["timings"]["total"],
+        "process": wall,
         "version": metrics["versions"].get(backend, "?"),
     }
 
@@ -97,9 +122,11 @@ def write_table(rows: list[dict], args: argparse.Namespace, loads: tuple[float, 
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["model"], BACKENDS.index(r["backend"]))):
-        lines.append(f"| {r['model']} | {r['backend']} | {r['version']} | {r['device']} | {fmt(r['first_epoch'])} | "
-                     f"{fmt(r['later_epochs'])} | {fmt(r['fit'])} | {fmt(r['score'])} | {fmt(r['run'])} | "
-                     f"{fmt(r['process'])} | {fmt(100 * r['auroc'])} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['version']} | {r['device']} | {fmt(r['first_epoch'])} | "
+            f"{fmt(r['later_epochs'])} | {fmt(r['fit'])} | {fmt(r['score'])} | {fmt(r['run'])} | "
+            f"{fmt(r['process'])} | {fmt(100 * r['auroc'])} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

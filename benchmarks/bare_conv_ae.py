@@ -7,23 +7,24 @@ set, AUROC). No config, no checks, no plots, no saved model.
 
     python benchmarks/bare_conv_ae.py <fashion-mnist IDX folder> <normal class> <epochs> <batch size>
 """
+
 import gzip
 import os
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
+from sklearn.metrics import roc_auc_score
 
 
 def idx(path):
     with gzip.open(path, "rb") as fh:
         data = fh.read()
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 

@@ -8,6 +8,7 @@ user would type it (a fresh process), so interpreter and import time are include
 
     python benchmarks/compare_speed.py [--runs 1000] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,27 +40,53 @@ FAILED_EVERY, RUNNING_EVERY = 170, 230  # a handful of broken jobs, as in a real
 
 def base_configs() -> dict[str, dict]:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return {m: OmegaConf.to_container(compose(config_name="config", overrides=[f"model={m}"]), resolve=False)
-                for m in MODELS}
+        return {
+            m: OmegaConf.to_container(compose(config_name="config", overrides=[f"model={m}"]), resolve=False)
+            for m in MODELS
+        }
 
 
 def metrics_for(model: str, cls: int, seed: int, auroc: float, rng: np.random.Generator) -> dict:
     f1 = float(np.clip(auroc - 0.1 + rng.normal(0, 0.02), 0, 1))
     return {
-        "status": "completed", "started_at": "2024-05-01T10:00:00+00:00", "dataset": "mnist", "model": model,
-        "normal_classes": [cls], "anomaly_classes": [c for c in range(10) if c != cls], "seed": seed,
-        "data_source": "env", "data_location": "/data/mnist", "test_split": "official test set",
-        "n_train": 5400, "n_train_anomalies": 0, "n_val": 600, "n_test": 10000, "n_test_anomalies": 9000,
+        "status": "completed",
+        "started_at": "2024-05-01T10:00:00+00:00",
+        "dataset": "mnist",
+        "model": model,
+        "normal_classes": [cls],
+        "anomaly_classes": [c for c in range(10) if c != cls],
+        "seed": seed,
+        "data_source": "env",
+        "data_location": "/data/mnist",
+        "test_split": "official test set",
+        "n_train": 5400,
+        "n_train_anomalies": 0,
+        "n_val": 600,
+        "n_test": 10000,
+        "n_test_anomalies": 9000,
         "versions": {"python": platform.python_version(), "anomaly-bench": "0.1.0", "keras": "3"},
-        "auroc": auroc, "auprc": float(min(1.0, auroc + 0.05)), "threshold": float(rng.uniform(0.01, 0.05)),
-        "threshold_rule": "val_mean_std", "oracle": False, "threshold_k": 2.0,
-        "precision": float(min(1.0, f1 + 0.05)), "recall": float(max(0.0, f1 - 0.05)), "f1": f1,
-        "accuracy": float(min(1.0, f1 + 0.02)), "confusion_matrix": [[900, 100], [1500, 7500]],
+        "auroc": auroc,
+        "auprc": float(min(1.0, auroc + 0.05)),
+        "threshold": float(rng.uniform(0.01, 0.05)),
+        "threshold_rule": "val_mean_std",
+        "oracle": False,
+        "threshold_k": 2.0,
+        "precision": float(min(1.0, f1 + 0.05)),
+        "recall": float(max(0.0, f1 - 0.05)),
+        "f1": f1,
+        "accuracy": float(min(1.0, f1 + 0.02)),
+        "confusion_matrix": [[900, 100], [1500, 7500]],
         "flagged_rate_by_class": {str(c): float(rng.uniform()) for c in range(10)},
-        "supervision": "unsupervised", "n_params": 50992, "code_shape": [32],
+        "supervision": "unsupervised",
+        "n_params": 50992,
+        "code_shape": [32],
         "artifacts": ["scores.csv", "history.csv", "score_histogram.png", "roc_curve.png", "model.keras"],
-        "timings": {"fit": float(rng.uniform(20, 60)), "score": 0.5, "artifacts": 1.2,
-                    "total": float(rng.uniform(25, 70))},
+        "timings": {
+            "fit": float(rng.uniform(20, 60)),
+            "score": 0.5,
+            "artifacts": 1.2,
+            "total": float(rng.uniform(25, 70)),
+        },
         "finished_at": "2024-05-01T10:01:00+00:00",
     }
 
@@ -70,8 +97,15 @@ def scores_csv(cls: int, auroc: float, rng: np.random.Generator) -> pd.DataFrame
     labels = (classes != cls).astype(int)
     shift = np.sqrt(2) * norm.ppf(auroc)
     score = rng.normal(labels * shift, 1.0)
-    return pd.DataFrame({"index": np.arange(len(labels)), "label": labels, "class": classes,
-                         "score": score.round(6), "flagged": (score > 1.0).astype(int)})
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(labels)),
+            "label": labels,
+            "class": classes,
+            "score": score.round(6),
+            "flagged": (score > 1.0).astype(int),
+        }
+    )
 
 
 def generate(root: Path, n_runs: int) -> Path:
@@ -126,12 +160,16 @@ def main() -> None:
         cases = [
             ("md, one row per run", [str(sweep)]),
             ("md, --group-by model.name (per-class table)", [str(sweep), "--group-by", "model.name"]),
-            ("md, --group-by model.name --no-per-class --sort auroc",
-             [str(sweep), "--group-by", "model.name", "--no-per-class", "--sort", "auroc"]),
+            (
+                "md, --group-by model.name --no-per-class --sort auroc",
+                [str(sweep), "--group-by", "model.name", "--no-per-class", "--sort", "auroc"],
+            ),
             ("csv, --filter model.name=conv_ae", [str(sweep), "--filter", "model.name=conv_ae", "--format", "csv"]),
             ("html, one row per run (best 20 ROC curves)", [str(sweep), "--format", "html", "--out", str(report)]),
-            ("html, --group-by model.name (ROC of all runs averaged per model)",
-             [str(sweep), "--group-by", "model.name", "--format", "html", "--out", str(report)]),
+            (
+                "html, --group-by model.name (ROC of all runs averaged per model)",
+                [str(sweep), "--group-by", "model.name", "--format", "html", "--out", str(report)],
+            ),
         ]
         rows, load = [], os.getloadavg()[0]
         for name, argv in cases:
@@ -156,8 +194,10 @@ def main() -> None:
         "",
         "| command | wall time (s) | CPU time (s) | exit code | under budget (wall) |",
         "|---|---|---|---|---|",
-        *[f"| {name} | {wall:.2f} | {cpu:.2f} | {code} | {'yes' if wall < BUDGET_S else 'NO'} |"
-          for name, wall, cpu, code in rows],
+        *[
+            f"| {name} | {wall:.2f} | {cpu:.2f} | {code} | {'yes' if wall < BUDGET_S else 'NO'} |"
+            for name, wall, cpu, code in rows
+        ],
         "",
         "Regenerate: `python benchmarks/compare_speed.py`.",
         "",

@@ -14,6 +14,7 @@ Sized for about 10 minutes on one H100/H200 with JAX (GPU machines often lack Te
     python benchmarks/gpu.py --backend torch
     python benchmarks/gpu.py --smoke --out /tmp/gpu_smoke.md   # 2 classes, tiny data, any machine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ SMOKE = ["dataset.max_train=300", "dataset.max_test=300", "trainer.epochs=1"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Arguments after -- are passed to every run as overrides.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Arguments after -- are passed to every run as overrides."
+    )
     parser.add_argument("--backend", default="jax", choices=("jax", "torch", "tensorflow"))
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--smoke", action="store_true", help="classes 0 and 1 on tiny data: checks the script")
@@ -53,9 +55,20 @@ def run_sweep(args: argparse.Namespace, model: str) -> tuple[Path, float]:
     """One sweep over the classes in one process; returns its folder and wall time."""
     classes = "[0],[1]" if args.smoke else ",".join(f"[{c}]" for c in range(10))
     folder = args.runs / args.stamp / f"{args.backend}-{model}"  # fresh: timings need new runs, not resumed ones
-    command = [sys.executable, "-m", "anomaly_bench", "--backend", args.backend, "-m", f"model={model}",
-               "dataset=fashion_mnist", f"dataset.normal_classes={classes}", *(SMOKE if args.smoke else []),
-               *args.overrides, f"hydra.sweep.dir={folder}"]
+    command = [
+        sys.executable,
+        "-m",
+        "anomaly_bench",
+        "--backend",
+        args.backend,
+        "-m",
+        f"model={model}",
+        "dataset=fashion_mnist",
+        f"dataset.normal_classes={classes}",
+        *(SMOKE if args.smoke else []),
+        *args.overrides,
+        f"hydra.sweep.dir={folder}",
+    ]
     print("+", " ".join(command), flush=True)
     started = time.perf_counter()
     code = subprocess.call(command, cwd=REPO)
@@ -69,9 +82,16 @@ def read_sweep(folder: Path) -> pd.DataFrame:
     rows = []
     for path in folder.glob("*/metrics.json"):
         metrics = json.loads(path.read_text())
-        rows.append({"job": int(path.parent.name.split("_")[0]), "class": metrics["normal_classes"][0],
-                     "auroc": 100 * metrics["auroc"], "seconds": metrics["timings"]["total"],
-                     "device": metrics["device"], "backend": metrics["backend"]})
+        rows.append(
+            {
+                "job": int(path.parent.name.split("_")[0]),
+                "class": metrics["normal_classes"][0],
+                "auroc": 100 * metrics["auroc"],
+                "seconds": metrics["timings"]["total"],
+                "device": metrics["device"],
+                "backend": metrics["backend"],
+            }
+        )
     return pd.DataFrame(rows).sort_values("job").reset_index(drop=True)
 
 
@@ -96,28 +116,41 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"runs used {devices}, not a GPU: pass --out to write this table elsewhere")
     classes = sorted({c for t in tables.values() for c in t["class"]})
     lines = [
-        f"# One-class protocol on {', '.join(devices)}: Fashion-MNIST" + (" (smoke test: tiny data)" if args.smoke else ""),
+        f"# One-class protocol on {', '.join(devices)}: Fashion-MNIST"
+        + (" (smoke test: tiny data)" if args.smoke else ""),
         "",
         f"Backend {args.backend}; Python {platform.python_version()}, {os.cpu_count()} CPU cores on the host. "
         "One sweep (one process) per model over the normal classes; `s / class` is metrics.json "
         "`timings.total` (fit + score + plots + saving) per run, `first` the first class (includes compilation), "
         "`later` the median of the others; `sweep s` is the whole command, start-up included.",
         f"Reproduce: `python benchmarks/gpu.py --backend {args.backend}"
-        + (" --smoke" if args.smoke else "") + (f" -- {' '.join(args.overrides)}" if args.overrides else "") + "`.",
+        + (" --smoke" if args.smoke else "")
+        + (f" -- {' '.join(args.overrides)}" if args.overrides else "")
+        + "`.",
         "",
-        "| method | device | mean AUROC % | first s | s / class (later) | sweep s | " + " | ".join(map(str, classes)) + " |",
+        "| method | device | mean AUROC % | first s | s / class (later) | sweep s | "
+        + " | ".join(map(str, classes))
+        + " |",
         "|---|---|---|---|---|---|" + "---|" * len(classes),
     ]
     for model, table in tables.items():
         by_class = table.set_index("class").auroc
         later = statistics.median(table.seconds[1:]) if len(table) > 1 else float("nan")
-        lines.append(f"| {model} | {table.device.iloc[0]} | {table.auroc.mean():.1f} | {table.seconds.iloc[0]:.1f} | "
-                     f"{later:.1f} | {sweeps[model][1]:.0f} | " + " | ".join(f"{by_class[c]:.1f}" for c in classes) + " |")
+        lines.append(
+            f"| {model} | {table.device.iloc[0]} | {table.auroc.mean():.1f} | {table.seconds.iloc[0]:.1f} | "
+            f"{later:.1f} | {sweeps[model][1]:.0f} | " + " | ".join(f"{by_class[c]:.1f}" for c in classes) + " |"
+        )
     cpu = cpu_rows(list(tables))
     if cpu:
-        lines += ["", f"The same models on 2 shared CPU cores with TensorFlow, from `{CPU_TABLE.relative_to(REPO)}` "
-                  "(mean AUROC %, s / class):", "",
-                  "| method | device | mean AUROC % | s / class |", "|---|---|---|---|", *cpu.values()]
+        lines += [
+            "",
+            f"The same models on 2 shared CPU cores with TensorFlow, from `{CPU_TABLE.relative_to(REPO)}` "
+            "(mean AUROC %, s / class):",
+            "",
+            "| method | device | mean AUROC % | s / class |",
+            "|---|---|---|---|",
+            *cpu.values(),
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -10,6 +10,7 @@ as for repeated runs). Writes benchmarks/results/load_speed.md.
 
     python benchmarks/load_speed.py [--counts 1000 10000] [--cache /tmp/anomaly-bench-load-speed]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ def generate(folder: Path, count: int) -> None:
         colour = rng.uniform(40, 215, 3)
         image = (ramp[:, None, None] * colour + ramp[None, :, None] * (255 - colour)) / 2
         r, c = rng.integers(0, SIDE - 64, 2)
-        image[r:r + 64, c:c + 64] = rng.uniform(0, 255, 3)
+        image[r : r + 64, c : c + 64] = rng.uniform(0, 255, 3)
         image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
         target = folder / ("a" if i % 2 else "b")
         target.mkdir(parents=True, exist_ok=True)
@@ -66,8 +67,9 @@ def generate(folder: Path, count: int) -> None:
 
 def measure(folder: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(folder)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(folder)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -89,12 +91,12 @@ def main() -> None:
         result["load_average"] = load
         print(json.dumps(result), flush=True)
         rows.append(result)
-    mib = 1024 ** 2
+    mib = 1024**2
     lines = [
         "# Loading a folder of images (`dataset=folder`)",
         "",
         f"Generated {SIDE} x {SIDE} RGB images (half PNG, half JPEG quality 90, two class folders, a stratified",
-        "20 % test split), read by `load_raw(\"folder\", path=...)` in a fresh process: Pillow decodes every file",
+        '20 % test split), read by `load_raw("folder", path=...)` in a fresh process: Pillow decodes every file',
         "straight into one preallocated uint8 array. Peak memory is the process's `ru_maxrss`; `before` is",
         "the same process just before loading (anomaly_bench.data, numpy and Pillow imported; scikit-learn,",
         "which draws the test split, is imported during loading). Each count is read twice and the second",
@@ -107,9 +109,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {'x'.join(map(str, r['shape']))} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} | "
-                     f"{r['array_bytes'] / mib:.0f} | {r['rss_before_kb'] / 1024:.0f} | {r['peak_kb'] / 1024:.0f} | "
-                     f"{r['load_average']:.1f} |")
+        lines.append(
+            f"| {r['n']:,} | {'x'.join(map(str, r['shape']))} | {r['seconds']:.1f} | {r['n'] / r['seconds']:.0f} | "
+            f"{r['array_bytes'] / mib:.0f} | {r['rss_before_kb'] / 1024:.0f} | {r['peak_kb'] / 1024:.0f} | "
+            f"{r['load_average']:.1f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"table: {args.out}")

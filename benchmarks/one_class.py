@@ -29,6 +29,7 @@ Examples:
     python benchmarks/one_class.py --dataset mnist --models pca --validation -- model.n_components=16
       (a row named "pca-n_components_16")
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,40 +39,52 @@ import re
 import sys
 from pathlib import Path
 
+import benchmark_sweeps  # benchmarks/ is on sys.path when a script here runs (and in pytest)
 import numpy as np
 import pandas as pd
+from benchmark_sweeps import REPO, fmt
 
 from anomaly_bench.compare.table import class_label, per_class_table
-
-import benchmark_sweeps  # benchmarks/ is on sys.path when a script here runs (and in pytest)
-from benchmark_sweeps import REPO, fmt
 
 PUBLISHED = REPO / "benchmarks" / "published.csv"
 DEFAULT_DATASETS = ("mnist", "fashion_mnist")
 DATASETS = tuple(sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")))
 # "--models all" runs these models as a labelled variant (the overrides are in the row name).
 BUDGET_VARIANTS = {
-    "anogan": ("anogan-10_epochs-1000_test_images",
-               ["trainer.epochs=10", "trainer.batch_size=64", "dataset.max_test=1000", "threshold=fixed"]),
+    "anogan": (
+        "anogan-10_epochs-1000_test_images",
+        ["trainer.epochs=10", "trainer.batch_size=64", "dataset.max_test=1000", "threshold=fixed"],
+    ),
 }
 VALIDATION_TEST_SIZE = 10_000
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Arguments after -- are passed to anomaly-bench as overrides.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Arguments after -- are passed to anomaly-bench as overrides."
+    )
     parser.add_argument("--dataset", nargs="+", choices=DATASETS, default=list(DEFAULT_DATASETS))
     parser.add_argument("--path", help="dataset.path (a folder of class subfolders, an .npz, CIFAR-10 batches)")
     parser.add_argument("--classes", nargs="+", help="the normal classes to sweep, by index or name (default 0-9)")
-    parser.add_argument("--models", nargs="+", default=["pca", "knn"],
-                        help="model config names (conf/model/), or 'all' for the whole zoo")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["pca", "knn"],
+        help="model config names (conf/model/), or 'all' for the whole zoo",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--label", help="row name / folder for a variant (one model only); default: the model "
-                                        "name followed by the extra overrides, e.g. knn-k_20")
+    parser.add_argument(
+        "--label",
+        help="row name / folder for a variant (one model only); default: the model "
+        "name followed by the extra overrides, e.g. knn-k_20",
+    )
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "one_class", help="where the sweeps land")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results", help="where tables go")
-    parser.add_argument("--validation", action="store_true",
-                        help="score held-out training images instead of the test set (for choosing settings)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score held-out training images instead of the test set (for choosing settings)",
+    )
     parser.add_argument("--table-only", action="store_true", help="rebuild the table from existing runs")
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
@@ -97,8 +110,13 @@ def validation_data(dataset: str, folder: Path) -> Path:
         held = np.zeros(len(raw.y_train), dtype=bool)
         held[stratified_subsample(raw.y_train, VALIDATION_TEST_SIZE, np.random.default_rng(0))] = True
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(target, x_train=raw.x_train[~held], y_train=raw.y_train[~held],
-                            x_test=raw.x_train[held], y_test=raw.y_train[held])
+        np.savez_compressed(
+            target,
+            x_train=raw.x_train[~held],
+            y_train=raw.y_train[~held],
+            x_test=raw.x_train[held],
+            y_test=raw.y_train[held],
+        )
     return target
 
 
@@ -132,11 +150,15 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]
 
 
-def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: argparse.Namespace,
-              root: Path) -> None:
+def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: argparse.Namespace, root: Path) -> None:
     """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model, into ``root/label``."""
-    command = ["experiment=one_class_protocol", f"dataset={dataset}", f"model={model}",
-               "trainer.seed=" + ",".join(map(str, args.seeds)), *overrides]
+    command = [
+        "experiment=one_class_protocol",
+        f"dataset={dataset}",
+        f"model={model}",
+        "trainer.seed=" + ",".join(map(str, args.seeds)),
+        *overrides,
+    ]
     if args.path:
         command.append(f"dataset.path={args.path}")
     if args.classes:
@@ -152,14 +174,16 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
     from anomaly_bench.compare.load import load_run
 
     records = [load_run(path) for path in discover([str(root)]).runs]
-    runs = pd.DataFrame({
-        "label": [r.path.relative_to(root).parts[0] for r in records],
-        "status": [r.status for r in records],
-        "seed": [r.metrics.get("seed") for r in records],
-        "auroc": [r.metrics.get("auroc") if r.ok else np.nan for r in records],
-        "seconds": [r.metrics.get("timings.total") if r.ok else np.nan for r in records],
-        "cls": [class_label(r) if r.ok else "" for r in records],
-    })
+    runs = pd.DataFrame(
+        {
+            "label": [r.path.relative_to(root).parts[0] for r in records],
+            "status": [r.status for r in records],
+            "seed": [r.metrics.get("seed") for r in records],
+            "auroc": [r.metrics.get("auroc") if r.ok else np.nan for r in records],
+            "seconds": [r.metrics.get("timings.total") if r.ok else np.nan for r in records],
+            "cls": [class_label(r) if r.ok else "" for r in records],
+        }
+    )
     return runs.astype({"auroc": float, "seconds": float}), records
 
 
@@ -169,8 +193,13 @@ def class_columns(runs: pd.DataFrame, records: list) -> list[str]:
     for cls, record in zip(runs["cls"], records):
         if record.ok:
             index = record.metrics.get("normal_classes")
-            order[cls] = (0, int(index[0]), cls) if isinstance(index, list) and len(index) == 1 else \
-                (0, int(cls), cls) if cls.isdigit() else (1, 0, cls)
+            order[cls] = (
+                (0, int(index[0]), cls)
+                if isinstance(index, list) and len(index) == 1
+                else (0, int(cls), cls)
+                if cls.isdigit()
+                else (1, 0, cls)
+            )
     return sorted(order, key=order.get)
 
 
@@ -200,15 +229,22 @@ def member_rows(runs: pd.DataFrame, records: list, classes: list[str]) -> pd.Dat
     from sklearn.metrics import roc_auc_score
 
     found = []
-    for (label, status, seed, cls), record in zip(runs[["label", "status", "seed", "cls"]].itertuples(index=False),
-                                                  records):
+    for (label, status, seed, cls), record in zip(
+        runs[["label", "status", "seed", "cls"]].itertuples(index=False), records
+    ):
         path = record.path / "member_scores.csv"
         if status != "completed" or not path.exists():
             continue
         scores = pd.read_csv(path)
         for column in (c for c in scores.columns if c.startswith("z_")):
-            found.append({"method": f"{label}: {column[2:]} alone", "cls": cls,
-                          "seed": seed, "auroc": 100 * roc_auc_score(scores["label"], scores[column])})
+            found.append(
+                {
+                    "method": f"{label}: {column[2:]} alone",
+                    "cls": cls,
+                    "seed": seed,
+                    "auroc": 100 * roc_auc_score(scores["label"], scores[column]),
+                }
+            )
     if not found:
         return pd.DataFrame()
     frame = pd.DataFrame(found)
@@ -227,12 +263,26 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[st
         mean = fmt(row["mean"])
         note = f" ({int(row['not_completed'])} runs not completed)" if row["not_completed"] else ""
         note += row.get("note") if isinstance(row.get("note"), str) else ""
-        cells = [f"**{row['method']}**", *(fmt(row[c]) for c in classes), f"**{mean}**" if mean else "",
-                 fmt(row.get("std_seeds"), 2), fmt(row["seeds"], 0), fmt(row.get("s_per_class"), 0),
-                 "this benchmark" + note]
+        cells = [
+            f"**{row['method']}**",
+            *(fmt(row[c]) for c in classes),
+            f"**{mean}**" if mean else "",
+            fmt(row.get("std_seeds"), 2),
+            fmt(row["seeds"], 0),
+            fmt(row.get("s_per_class"), 0),
+            "this benchmark" + note,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     for row in published.to_dict("records"):
-        cells = [row["method"], *(fmt(row.get(c, np.nan)) for c in classes), fmt(row["mean"]), "", "", "", row["source"]]
+        cells = [
+            row["method"],
+            *(fmt(row.get(c, np.nan)) for c in classes),
+            fmt(row["mean"]),
+            "",
+            "",
+            "",
+            row["source"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -246,9 +296,13 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     published = published[published.dataset == dataset] if not args.validation else published.iloc[0:0]
     info = benchmark_sweeps.read_benchmark_files(root)
     loads = [v for i in info for v in (i["load_average_before"], i["load_average_after"])]
-    what = ("held-out training images (model selection; not comparable with published test-set figures)"
-            if args.validation else "the official test set" if dataset in DEFAULT_DATASETS
-            else "the test set (each run's metrics.json -> test_split says which)")
+    what = (
+        "held-out training images (model selection; not comparable with published test-set figures)"
+        if args.validation
+        else "the official test set"
+        if dataset in DEFAULT_DATASETS
+        else "the test set (each run's metrics.json -> test_split says which)"
+    )
     suffix = "_validation" if args.validation else ""
     lines = [
         f"# One-class protocol: {dataset}{' (validation)' if args.validation else ''}",
@@ -257,13 +311,19 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         "class normal and every other class anomalous; AUROC in %. Per-class cells are means over seeds; "
         f"`± std` is the std over seeds of the {len(classes)}-class mean.",
         f"`s / class` is the mean wall time of one run (fit + score + plots) on a machine with {os.cpu_count()} CPU cores"
-        + (f" **shared with other jobs** (1-minute load average {min(loads):.1f}-{max(loads):.1f} while the sweeps ran);"
-           " treat the times as upper bounds." if loads else "."),
+        + (
+            f" **shared with other jobs** (1-minute load average {min(loads):.1f}-{max(loads):.1f} while the sweeps ran);"
+            " treat the times as upper bounds."
+            if loads
+            else "."
+        ),
         f"Runs: `{root.relative_to(REPO) if root.is_relative_to(REPO) else root}`; published rows: "
         "`benchmarks/published.csv` (empty cells = per-class figures not reproduced here).",
         f"Reproduce: `python benchmarks/one_class.py --dataset {dataset} --models <model...|all>"
-        + (f" --path {args.path}" if args.path else "") + (f" --classes {' '.join(args.classes)}" if args.classes else "")
-        + (" --validation" if args.validation else "") + "`"
+        + (f" --path {args.path}" if args.path else "")
+        + (f" --classes {' '.join(args.classes)}" if args.classes else "")
+        + (" --validation" if args.validation else "")
+        + "`"
         + f" (`all`: every model but the supervised {', '.join(supervised_models())}, which train on labelled anomalies;"
         " a row name after the model name lists its overrides).",
         "",

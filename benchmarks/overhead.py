@@ -7,6 +7,7 @@ model file). Runs alternate between the two so machine noise hits both alike; th
 
     ANOMALY_BENCH_DATA=../shared/data python benchmarks/overhead.py [--repeats 3] [--epochs 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,11 +52,24 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     batch_size = yaml.safe_load(TRAINER_DEFAULTS.read_text())["batch_size"]  # the run uses the default
     with tempfile.TemporaryDirectory() as out_dir:
-        runner = [sys.executable, "-m", "anomaly_bench", "model=conv_ae", "dataset=fashion_mnist",
-                  f"dataset.normal_classes=[{args.normal_class}]", f"trainer.epochs={args.epochs}",
-                  f"paths.output_dir={out_dir}"]
-        bare = [sys.executable, str(HERE / "bare_conv_ae.py"), str(Path(data_root) / "fashion-mnist"),
-                str(args.normal_class), str(args.epochs), str(batch_size)]
+        runner = [
+            sys.executable,
+            "-m",
+            "anomaly_bench",
+            "model=conv_ae",
+            "dataset=fashion_mnist",
+            f"dataset.normal_classes=[{args.normal_class}]",
+            f"trainer.epochs={args.epochs}",
+            f"paths.output_dir={out_dir}",
+        ]
+        bare = [
+            sys.executable,
+            str(HERE / "bare_conv_ae.py"),
+            str(Path(data_root) / "fashion-mnist"),
+            str(args.normal_class),
+            str(args.epochs),
+            str(batch_size),
+        ]
         times: dict[str, list[float]] = {"runner": [], "bare": []}
         aurocs: dict[str, list[float]] = {"runner": [], "bare": []}
         for i in range(args.repeats):
@@ -63,7 +77,9 @@ def main() -> None:
                 elapsed, output = timed(command, env)
                 times[name].append(elapsed)
                 aurocs[name].append(float(re.search(r"auroc (\d\.\d+)", output).group(1)))
-                print(f"repeat {i + 1}/{args.repeats} {name}: {elapsed:.1f} s, auroc {aurocs[name][-1]:.4f}", flush=True)
+                print(
+                    f"repeat {i + 1}/{args.repeats} {name}: {elapsed:.1f} s, auroc {aurocs[name][-1]:.4f}", flush=True
+                )
         folders = sorted(Path(out_dir).glob("runs/*/*"))
         inner = [json.loads((f / "metrics.json").read_text())["timings"] for f in folders]
 

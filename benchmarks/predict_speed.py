@@ -16,6 +16,7 @@ Examples:
     python benchmarks/predict_speed.py --models knn pca      # a subset
     python benchmarks/predict_speed.py --reuse-runs          # measure again with the runs trained before
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from PIL import Image
 
-from anomaly_bench.compare.formats import markdown_table  # noqa: E402
-from anomaly_bench.data import load_raw  # noqa: E402
-from anomaly_bench.data.readers import IDX_FILES, find_idx_file  # noqa: E402
-from anomaly_bench.run import run  # noqa: E402
-from anomaly_bench.run_folder import read_metrics  # noqa: E402
+from anomaly_bench.compare.formats import markdown_table
+from anomaly_bench.data import load_raw
+from anomaly_bench.data.readers import IDX_FILES, find_idx_file
+from anomaly_bench.run import run
+from anomaly_bench.run_folder import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON = ["dataset.normal_classes=[0]", "trainer.epochs=2"]
@@ -49,8 +50,13 @@ MODELS = {
     "conv_ae": ["model=conv_ae"],
     "transform_classifier": ["model=transform_classifier"],
     "ensemble": ["model=ensemble"],
-    "anogan (encoder scoring)": ["model=anogan", "model.scoring=encoder", "model.encoder_epochs=2",
-                                 "model.sample_every=0", "model.checkpoint_every=0"],
+    "anogan (encoder scoring)": [
+        "model=anogan",
+        "model.scoring=encoder",
+        "model.encoder_epochs=2",
+        "model.sample_every=0",
+        "model.checkpoint_every=0",
+    ],
 }
 N_PNG = 2000
 DONE = re.compile(r"done: (\d+) images scored in ([\d.]+) s")
@@ -59,18 +65,38 @@ DONE = re.compile(r"done: (\d+) images scored in ([\d.]+) s")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--work", type=Path, default=REPO / "outputs" / "benchmarks" / "predict_speed",
-                        help="where the training runs, the PNG files and the predictions go (emptied first)")
-    parser.add_argument("--reuse-runs", action="store_true",
-                        help="keep completed training runs from an earlier call instead of training again")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "outputs" / "benchmarks" / "predict_speed",
+        help="where the training runs, the PNG files and the predictions go (emptied first)",
+    )
+    parser.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="keep completed training runs from an earlier call instead of training again",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "predict_speed.md")
     return parser.parse_args(argv)
 
 
 def predict_once(run_dir: Path, inputs: Path, out: Path) -> tuple[int, float, float]:
     """(images, scoring seconds from the command's own report, wall seconds of the whole command)."""
-    command = ["taskset", "-c", "0,1", "nice", "-n", "5", sys.executable, "-m", "anomaly_bench.predict",
-               str(run_dir), str(inputs), "--out", str(out)]
+    command = [
+        "taskset",
+        "-c",
+        "0,1",
+        "nice",
+        "-n",
+        "5",
+        sys.executable,
+        "-m",
+        "anomaly_bench.predict",
+        str(run_dir),
+        str(inputs),
+        "--out",
+        str(out),
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -106,33 +132,45 @@ def main(argv: list[str]) -> None:
             print(f"training {name} -> {run_dir}", flush=True)
             run(cfg, run_dir)
         for kind, inputs in (("IDX, 10,000 images", idx_folder), (f"PNG files, {N_PNG:,}", png_folder)):
-            images, seconds, wall = predict_once(run_dir, inputs, args.work / "predictions" / f"{run_dir.name}_{kind[:3]}")
+            images, seconds, wall = predict_once(
+                run_dir, inputs, args.work / "predictions" / f"{run_dir.name}_{kind[:3]}"
+            )
             print(f"{name} {kind}: {images / seconds:.0f} images/s scoring, {wall:.1f} s wall", flush=True)
-            rows.append({"model": name, "input": kind, "images": images, "scoring s": round(seconds, 2),
-                         "images / s": round(images / seconds), "command wall s": round(wall, 1),
-                         "images / s incl. start-up": round(images / wall)})
+            rows.append(
+                {
+                    "model": name,
+                    "input": kind,
+                    "images": images,
+                    "scoring s": round(seconds, 2),
+                    "images / s": round(images / seconds),
+                    "command wall s": round(wall, 1),
+                    "images / s incl. start-up": round(images / wall),
+                }
+            )
 
     load_after = os.getloadavg()[0]
     import tensorflow as tf
 
-    text = "\n".join([
-        "# anomaly-bench-predict throughput",
-        "",
-        f"Command: `python benchmarks/predict_speed.py{' --models ' + ' '.join(args.models) if args.models != list(MODELS) else ''}"
-        f"{' --reuse-runs' if args.reuse_runs else ''}` (runs trained by this script)",
-        "",
-        "Each model trained on MNIST digit 0 (all 5,923 training images less the 10 % validation share, 2 epochs;",
-        "defaults otherwise), then scored by `anomaly-bench-predict` in a fresh process pinned to 2 CPU cores",
-        "(`taskset -c 0,1 nice -n 5`). `images / s` is the command's own rate over reading, conforming, scoring",
-        "and flagging (its `done:` line); `command wall s` is the whole command, start-up and model loading included.",
-        "",
-        markdown_table(pd.DataFrame(rows).astype(str)),
-        "",
-        f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, TensorFlow {tf.__version__}; load average "
-        f"{load_before:.1f} before and {load_after:.1f} after. Other jobs shared these 2 cores while this ran, so the",
-        "absolute numbers are lower bounds of what a quiet machine gives; compare rows with each other.",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# anomaly-bench-predict throughput",
+            "",
+            f"Command: `python benchmarks/predict_speed.py{' --models ' + ' '.join(args.models) if args.models != list(MODELS) else ''}"
+            f"{' --reuse-runs' if args.reuse_runs else ''}` (runs trained by this script)",
+            "",
+            "Each model trained on MNIST digit 0 (all 5,923 training images less the 10 % validation share, 2 epochs;",
+            "defaults otherwise), then scored by `anomaly-bench-predict` in a fresh process pinned to 2 CPU cores",
+            "(`taskset -c 0,1 nice -n 5`). `images / s` is the command's own rate over reading, conforming, scoring",
+            "and flagging (its `done:` line); `command wall s` is the whole command, start-up and model loading included.",
+            "",
+            markdown_table(pd.DataFrame(rows).astype(str)),
+            "",
+            f"Machine: {os.cpu_count()} CPU cores, {platform.machine()}, TensorFlow {tf.__version__}; load average "
+            f"{load_before:.1f} before and {load_after:.1f} after. Other jobs shared these 2 cores while this ran, so the",
+            "absolute numbers are lower bounds of what a quiet machine gives; compare rows with each other.",
+            "",
+        ]
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

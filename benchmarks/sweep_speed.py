@@ -9,6 +9,7 @@ closely; thread counts change float results slightly).
 
     ANOMALY_BENCH_DATA=../shared/data python benchmarks/sweep_speed.py [--epochs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,25 @@ def children_cpu_seconds() -> float:
 
 def run_sweep(extra: list[str], sweep_dir: Path, epochs: int, env: dict) -> tuple[float, float, pd.DataFrame]:
     """Wall seconds, CPU seconds of the whole process tree, and the sweep's summary.csv."""
-    command = [sys.executable, "-m", "anomaly_bench", "-m", "experiment=one_class_protocol", "model=conv_ae",
-               "dataset=fashion_mnist", f"trainer.epochs={epochs}", f"hydra.sweep.dir={sweep_dir}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "anomaly_bench",
+        "-m",
+        "experiment=one_class_protocol",
+        "model=conv_ae",
+        "dataset=fashion_mnist",
+        f"trainer.epochs={epochs}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
     cpu_before, start = children_cpu_seconds(), time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_before
     if result.returncode != 0:
-        sys.exit(f"sweep failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+        sys.exit(
+            f"sweep failed ({result.returncode}): {' '.join(command)}\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+        )
     summary = pd.read_csv(sweep_dir / "summary.csv").sort_values("job")
     summary["normal_class"] = summary["overrides"].str.extract(r"dataset\.normal_classes=\[(\d)\]", expand=False)
     return elapsed, cpu, summary
@@ -51,8 +64,10 @@ def run_sweep(extra: list[str], sweep_dir: Path, epochs: int, env: dict) -> tupl
 def job_facts(sweep_dir: Path, folder: str) -> str:
     """Data sizes and batch size of one job, for the results header."""
     metrics = json.loads((sweep_dir / folder / "metrics.json").read_text())
-    return (f"{metrics['n_train']} training / {metrics['n_test']} test images per job, "
-            f"batch size {metrics['config']['trainer']['batch_size']}")
+    return (
+        f"{metrics['n_train']} training / {metrics['n_test']} test images per job, "
+        f"batch size {metrics['config']['trainer']['batch_size']}"
+    )
 
 
 def main() -> None:
@@ -100,8 +115,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for name in LAUNCHERS:
-        lines.append(f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {cpus[name] / walls[name]:.2f} of {cores} "
-                     f"| {job_time[name]:.1f} | {loads[name]} | {aurocs[name].mean():.4f} |")
+        lines.append(
+            f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {cpus[name] / walls[name]:.2f} of {cores} "
+            f"| {job_time[name]:.1f} | {loads[name]} | {aurocs[name].mean():.4f} |"
+        )
     lines += [
         "",
         f"**Ratio basic / joblib: {walls[basic] / walls[parallel]:.2f}** (wall-time speed-up of two workers).",

@@ -13,6 +13,7 @@ pair Fashion-MNIST 5 vs 7 (seeds 0, 1, 2). Writes ``benchmarks/results/tuning_ae
 
     python benchmarks/tune_ae_ocsvm.py [--max-train 2000] [--classes 0 3 6 9] [--codes linear:2 linear:8 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from one_class import CLASSES, REPO, validation_data  # noqa: E402
+from one_class import CLASSES, REPO, validation_data
 
-from anomaly_bench.run import prepare  # noqa: E402
+from anomaly_bench.run import prepare
 
 FASHION_PAIR = [("fashion_mnist", 5, "[7]", seed) for seed in (0, 1, 2)]
 CODES = ["relu:2", "linear:2", "linear:8", "linear:32"]
@@ -40,17 +41,26 @@ NUS = [0.5, 0.1]
 GAMMAS = ["scale", 0.01, 0.1, 1.0]
 
 
-def train_codes(dataset: str, normal: int, anomalies: str, seed: int, code: str, max_train: int,
-                data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def train_codes(
+    dataset: str, normal: int, anomalies: str, seed: int, code: str, max_train: int, data: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes of the normal training images and of the held-out images, with the held-out labels."""
     import keras
 
     activation, units = code.split(":")
-    overrides = ["model=ae_ocsvm", f"dataset={dataset}", f"dataset.normal_classes=[{normal}]",
-                 f"dataset.anomaly_classes={anomalies}", f"dataset.path={validation_data(dataset, data)}",
-                 "dataset.source=explicit", f"dataset.max_train={max_train}", "dataset.max_test=null",
-                 f"trainer.seed={seed}", f"model.autoencoder.encoder.3.activation={activation}",
-                 f"model.autoencoder.encoder.3.units={units}"]
+    overrides = [
+        "model=ae_ocsvm",
+        f"dataset={dataset}",
+        f"dataset.normal_classes=[{normal}]",
+        f"dataset.anomaly_classes={anomalies}",
+        f"dataset.path={validation_data(dataset, data)}",
+        "dataset.source=explicit",
+        f"dataset.max_train={max_train}",
+        "dataset.max_test=null",
+        f"trainer.seed={seed}",
+        f"model.autoencoder.encoder.3.activation={activation}",
+        f"model.autoencoder.encoder.3.units={units}",
+    ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     keras.utils.clear_session(free_memory=True)
@@ -66,17 +76,23 @@ def evaluate(train: np.ndarray, test: np.ndarray, labels: np.ndarray) -> list[di
     z_train, z_test = scaler.transform(train), scaler.transform(test)
     radius = np.linalg.norm(z_test, axis=1)
     distances, _ = NearestNeighbors(n_neighbors=5).fit(z_train).kneighbors(z_test)
-    rows = [{"setting": "diag: knn k=5 (standardised)", "value": roc_auc_score(labels, distances.mean(axis=1))},
-            {"setting": "diag: dead code dims", "value": float(np.sum(train.std(axis=0) == 0))},
-            {"setting": "diag: median radius normal", "value": float(np.median(radius[labels == 0]))},
-            {"setting": "diag: median radius anomaly", "value": float(np.median(radius[labels == 1]))}]
+    rows = [
+        {"setting": "diag: knn k=5 (standardised)", "value": roc_auc_score(labels, distances.mean(axis=1))},
+        {"setting": "diag: dead code dims", "value": float(np.sum(train.std(axis=0) == 0))},
+        {"setting": "diag: median radius normal", "value": float(np.median(radius[labels == 0]))},
+        {"setting": "diag: median radius anomaly", "value": float(np.median(radius[labels == 1]))},
+    ]
     for scaling in SCALINGS:
         fit_on, score_on = (train, test) if scaling == "raw" else (z_train, z_test)
         for nu in NUS:
             for gamma in GAMMAS:
                 svm = OneClassSVM(kernel="rbf", nu=nu, gamma=gamma).fit(fit_on)
-                rows.append({"setting": f"svm {scaling} nu={nu} gamma={gamma}",
-                             "value": roc_auc_score(labels, -svm.decision_function(score_on))})
+                rows.append(
+                    {
+                        "setting": f"svm {scaling} nu={nu} gamma={gamma}",
+                        "value": roc_auc_score(labels, -svm.decision_function(score_on)),
+                    }
+                )
     return rows
 
 
@@ -102,12 +118,16 @@ def main() -> None:
     results = pd.DataFrame(rows)
     mean = results.pivot_table(index="setting", columns=["case", "code"], values="value", aggfunc="mean", sort=False)
     worst = results.pivot_table(index="setting", columns=["case", "code"], values="value", aggfunc="min", sort=False)
-    lines = ["# Validation AUROC of ae_ocsvm settings", "",
-             f"Held-out *training* images (never the test set); autoencoder on {args.max_train} normal training "
-             f"images, trainer defaults; MNIST normal classes {' '.join(map(str, args.classes))}. "
-             "Columns: case / code layer (activation:units). `diag:` rows describe the code; radius = distance "
-             "to the centre of the standardised normal training codes.",
-             "Reproduce: `python benchmarks/tune_ae_ocsvm.py`.", ""]
+    lines = [
+        "# Validation AUROC of ae_ocsvm settings",
+        "",
+        f"Held-out *training* images (never the test set); autoencoder on {args.max_train} normal training "
+        f"images, trainer defaults; MNIST normal classes {' '.join(map(str, args.classes))}. "
+        "Columns: case / code layer (activation:units). `diag:` rows describe the code; radius = distance "
+        "to the centre of the standardised normal training codes.",
+        "Reproduce: `python benchmarks/tune_ae_ocsvm.py`.",
+        "",
+    ]
     for title, table in [("Mean", mean), ("Worst case (min over classes / seeds)", worst)]:
         columns = [f"{case} {code}" for case, code in table.columns]
         lines += [f"## {title}", "", "| setting | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]

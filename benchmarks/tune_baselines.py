@@ -11,6 +11,7 @@ without the run pipeline (no plots, one distance computation serves every k), an
 The One-Class SVM candidates are ``nu`` x ``gamma`` as multiples of scikit-learn's "scale"
 (1 / (n_pixels * pixel variance of the training images)).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from one_class import CLASSES, DATASETS, REPO, validation_data  # noqa: E402
+from one_class import CLASSES, DATASETS, REPO, validation_data
 
-from anomaly_bench.data import load_raw, make_splits  # noqa: E402
-from anomaly_bench.models.knn import nearest_distances  # noqa: E402
-from anomaly_bench.models.pca import PCADetector  # noqa: E402
+from anomaly_bench.data import load_raw, make_splits
+from anomaly_bench.models.knn import nearest_distances
+from anomaly_bench.models.pca import PCADetector
 
 N_COMPONENTS = [4, 8, 16, 32, 64, 128]
 KS = [1, 2, 5, 10, 20, 50]
@@ -46,8 +47,10 @@ def tune(dataset: str, data_folder: Path, families: list[str]) -> pd.DataFrame:
         labels, test = splits.test.labels, splits.test.x
         train_flat, test_flat = splits.train.x.reshape(len(splits.train), -1), test.reshape(len(test), -1)
 
-        def add(setting: str, scores) -> None:
-            rows.append({"dataset": dataset, "class": normal, "setting": setting, "auroc": roc_auc_score(labels, scores)})
+        def add(setting: str, scores, normal=normal, labels=labels) -> None:
+            rows.append(
+                {"dataset": dataset, "class": normal, "setting": setting, "auroc": roc_auc_score(labels, scores)}
+            )
 
         if "pca" in families:
             for n in N_COMPONENTS:
@@ -79,10 +82,15 @@ def main() -> None:
     table = results.pivot_table(index="setting", columns="dataset", values="auroc", aggfunc="mean", sort=False) * 100
     subset = args.only != list(FAMILIES)
     command = "python benchmarks/tune_baselines.py" + (f" --only {' '.join(args.only)}" if subset else "")
-    lines = ["# Validation AUROC of baseline settings", "",
-             "Mean over normal classes 0-9 of the AUROC (%) on 10,000 images held out from the official training set",
-             f"(never the test set). Reproduce: `{command}`.", "",
-             "| setting | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+    lines = [
+        "# Validation AUROC of baseline settings",
+        "",
+        "Mean over normal classes 0-9 of the AUROC (%) on 10,000 images held out from the official training set",
+        f"(never the test set). Reproduce: `{command}`.",
+        "",
+        "| setting | " + " | ".join(table.columns) + " |",
+        "|---|" + "---|" * len(table.columns),
+    ]
     lines += [f"| {s} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for s, row in table.iterrows()]
     target = REPO / "benchmarks" / "results" / f"tuning_{'_'.join(args.only) if subset else 'baselines'}.md"
     target.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
 """Shared fixtures: the shipped offline data, Hydra's compose API, tiny real runs."""
+
 from __future__ import annotations
 
 import os

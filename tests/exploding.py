@@ -1,4 +1,5 @@
 """A detector that fails mid-training, to test what a failed run leaves behind."""
+
 from anomaly_bench.models.autoencoder import ReconstructionDetector
 
 

@@ -1,4 +1,5 @@
 """AnoGAN: the run-folder contract of tiny real runs, the latent search's math, bad settings."""
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,19 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA_ROOT, REPO, TINY, compose_config, needs_mnist
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.anogan import AnoGANDetector
 from anomaly_bench.models.anogan_networks import (
-    AnoGAN, anomaly_loss, build_discriminator, build_generator, feature_extractor,
+    AnoGAN,
+    anomaly_loss,
+    build_discriminator,
+    build_generator,
+    feature_extractor,
 )
 from anomaly_bench.models.latent_search import BatchedLatentSearch
 from anomaly_bench.run import prepare, run
-from conftest import DATA_ROOT, REPO, TINY, compose_config, needs_mnist
 
 IMAGE_SHAPE = (28, 28, 1)
 ONE_VS_NINE = ["model=anogan", "dataset.normal_classes=[1]", "dataset.anomaly_classes=[9]"]
@@ -45,7 +50,7 @@ def test_batched_search_equals_per_image_search_from_the_same_start():
     generator, discriminator = _small_networks()
     features = feature_extractor(discriminator)
     images = np.random.default_rng(1).random((5, *IMAGE_SHAPE)).astype("float32")
-    settings = dict(lambda_=0.1, steps=15, learning_rate=0.05, seed=3)
+    settings = {"lambda_": 0.1, "steps": 15, "learning_rate": 0.05, "seed": 3}
     batched = BatchedLatentSearch(generator, features, batch_size=5, **settings)
     one_by_one = BatchedLatentSearch(generator, features, batch_size=1, **settings)
     z0 = batched.initial_z(5)
@@ -63,26 +68,29 @@ def test_search_pads_uneven_chunks_without_changing_results():
     generator, discriminator = _small_networks()
     features = feature_extractor(discriminator)
     images = np.random.default_rng(2).random((7, *IMAGE_SHAPE)).astype("float32")
-    settings = dict(lambda_=0.5, steps=5, learning_rate=0.05, seed=0)
+    settings = {"lambda_": 0.5, "steps": 5, "learning_rate": 0.05, "seed": 0}
     chunked = BatchedLatentSearch(generator, features, batch_size=3, **settings)  # chunks of 3, 3, 1 + 2 padding
     whole = BatchedLatentSearch(generator, features, batch_size=7, **settings)
     z0 = whole.initial_z(7)
     np.testing.assert_allclose(chunked(images, z0)[0], whole(images, z0)[0], rtol=1e-4)
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"search_steps": 0}, "model.search_steps"),
-    ({"search_steps": -5}, "model.search_steps"),
-    ({"latent_dim": 0}, "model.latent_dim"),
-    ({"lambda_": 1.5}, "model.lambda_"),
-    ({"lambda_": -0.1}, "model.lambda_"),
-    ({"scoring": "nearest"}, "model.scoring"),
-    ({"search_lr": 0.0}, "model.search_lr"),
-    ({"generator_filters": [128, 64, 32]}, "model.generator_filters"),
-    ({"discriminator_filters": []}, "model.discriminator_filters"),
-    ({"sample_every": -1}, "model.sample_every"),
-    ({"beta_1": 1.0}, "model.beta_1"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"search_steps": 0}, "model.search_steps"),
+        ({"search_steps": -5}, "model.search_steps"),
+        ({"latent_dim": 0}, "model.latent_dim"),
+        ({"lambda_": 1.5}, "model.lambda_"),
+        ({"lambda_": -0.1}, "model.lambda_"),
+        ({"scoring": "nearest"}, "model.scoring"),
+        ({"search_lr": 0.0}, "model.search_lr"),
+        ({"generator_filters": [128, 64, 32]}, "model.generator_filters"),
+        ({"discriminator_filters": []}, "model.discriminator_filters"),
+        ({"sample_every": -1}, "model.sample_every"),
+        ({"beta_1": 1.0}, "model.beta_1"),
+    ],
+)
 def test_bad_settings_raise_one_line_config_errors(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
         AnoGANDetector(**override).check(IMAGE_SHAPE)
@@ -92,7 +100,10 @@ def test_bad_settings_raise_one_line_config_errors(override, key):
 def test_cli_rejects_zero_search_steps_with_exit_code_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "anomaly_bench", "model=anogan", "model.search_steps=0", f"paths.output_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
         env={**os.environ, "ANOMALY_BENCH_DATA": str(DATA_ROOT)},
     )
     assert result.returncode == 2, result.stderr
@@ -113,7 +124,9 @@ def test_tiny_search_run_writes_the_gan_folder_contract(tmp_path):
     assert list(history.columns) == ["epoch", "d_loss", "g_loss"] and len(history) == 2
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "discriminator_epoch_002.keras", "generator_epoch_002.keras"]
+        "discriminator_epoch_002.keras",
+        "generator_epoch_002.keras",
+    ]
     for name in ("reconstructions.png", "training_curve.png", "score_histogram.png", "roc_curve.png"):
         assert (tmp_path / name).is_file(), name
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
@@ -141,8 +154,16 @@ def test_tiny_encoder_run_reloads_and_reproduces_its_scores(tmp_path):
 @pytest.mark.slow
 def test_short_training_separates_ones_from_nines(tmp_path):
     """A few epochs on 2,000 training 1s already rank 9s above 1s (about a minute on 2 cores)."""
-    overrides = [*ONE_VS_NINE, "dataset.max_train=2000", "dataset.max_test=300", "trainer.epochs=5",
-                 "trainer.batch_size=64", "model.scoring=encoder", "model.encoder_epochs=3", "model.sample_every=0",
-                 "model.checkpoint_every=0"]
+    overrides = [
+        *ONE_VS_NINE,
+        "dataset.max_train=2000",
+        "dataset.max_test=300",
+        "trainer.epochs=5",
+        "trainer.batch_size=64",
+        "model.scoring=encoder",
+        "model.encoder_epochs=3",
+        "model.sample_every=0",
+        "model.checkpoint_every=0",
+    ]
     metrics = run(compose_config(overrides), tmp_path)
     assert metrics["auroc"] > 0.9, metrics["auroc"]

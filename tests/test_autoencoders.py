@@ -1,23 +1,52 @@
 """The five autoencoders of article 000: architectures, training switches, tiny real runs."""
+
 import json
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, compose_config, needs_mnist
 from hydra.utils import instantiate
 
 from anomaly_bench.models.autoencoder import ClippedGaussianNoise, CodeL1Penalty
 from anomaly_bench.run import run
-from conftest import TINY, compose_config, needs_mnist
 
 AUTOENCODERS = ["undercomplete_ae", "sparse_ae", "deep_ae", "conv_ae", "denoising_ae"]
-CONTRACT = ["metrics.json", "scores.csv", "history.csv", "training_curve.png", "score_histogram.png",
-            "roc_curve.png", "pr_curve.png", "confusion_matrix.png", "reconstructions.png", "model.keras",
-            "run.log", ".hydra/config.yaml"]
-METRIC_KEYS = ["status", "auroc", "auprc", "threshold", "threshold_rule", "precision", "recall", "f1", "accuracy",
-               "confusion_matrix", "flagged_rate_by_class", "n_train", "n_val", "n_test", "data_source", "seed",
-               "timings", "versions"]
+CONTRACT = [
+    "metrics.json",
+    "scores.csv",
+    "history.csv",
+    "training_curve.png",
+    "score_histogram.png",
+    "roc_curve.png",
+    "pr_curve.png",
+    "confusion_matrix.png",
+    "reconstructions.png",
+    "model.keras",
+    "run.log",
+    ".hydra/config.yaml",
+]
+METRIC_KEYS = [
+    "status",
+    "auroc",
+    "auprc",
+    "threshold",
+    "threshold_rule",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+    "confusion_matrix",
+    "flagged_rate_by_class",
+    "n_train",
+    "n_val",
+    "n_test",
+    "data_source",
+    "seed",
+    "timings",
+    "versions",
+]
 
 
 def build(model: str):
@@ -26,12 +55,23 @@ def build(model: str):
     return detector
 
 
-@pytest.mark.parametrize("model, params", [
-    ("conv_ae", 4385),  # the article's model summary
-    ("undercomplete_ae", 784 * 32 + 32 + 32 * 784 + 784),
-    ("deep_ae", (784 * 128 + 128) + (128 * 64 + 64) + (64 * 32 + 32) + (32 * 64 + 64) + (64 * 128 + 128) + (128 * 784 + 784)),
-    ("denoising_ae", 320 + 9248 + 9248 + 9248 + 289),
-])
+@pytest.mark.parametrize(
+    "model, params",
+    [
+        ("conv_ae", 4385),  # the article's model summary
+        ("undercomplete_ae", 784 * 32 + 32 + 32 * 784 + 784),
+        (
+            "deep_ae",
+            (784 * 128 + 128)
+            + (128 * 64 + 64)
+            + (64 * 32 + 32)
+            + (32 * 64 + 64)
+            + (64 * 128 + 128)
+            + (128 * 784 + 784),
+        ),
+        ("denoising_ae", 320 + 9248 + 9248 + 9248 + 289),
+    ],
+)
 def test_parameter_counts_match_the_article(model, params):
     assert build(model).model.count_params() == params
 
@@ -82,8 +122,18 @@ def test_tiny_end_to_end_run_writes_the_contract(tmp_path, model):
 @needs_mnist
 def test_conv_ae_learns_on_real_digits(tmp_path):
     """Loss falls and the AUROC is far above chance on an easy pair (normal 1, anomaly 0)."""
-    metrics = run(compose_config(["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]",
-                                  "dataset.max_train=1000", "dataset.max_test=400", "trainer.epochs=4"]), tmp_path)
+    metrics = run(
+        compose_config(
+            [
+                "dataset.normal_classes=[1]",
+                "dataset.anomaly_classes=[0]",
+                "dataset.max_train=1000",
+                "dataset.max_test=400",
+                "trainer.epochs=4",
+            ]
+        ),
+        tmp_path,
+    )
     history = pd.read_csv(tmp_path / "history.csv")
     assert history["loss"].iloc[-1] < 0.7 * history["loss"].iloc[0]
     assert metrics["auroc"] > 0.9
@@ -97,7 +147,9 @@ def test_same_seed_same_metrics_different_seed_different_model(tmp_path):
     other = tiny_run(tmp_path / "c", "model=undercomplete_ae", "trainer.seed=4")
     for key in ("auroc", "auprc", "threshold", "f1"):
         assert first[key] == second[key], key
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv")
+    )
     assert first["threshold"] != other["threshold"]
 
 
@@ -109,8 +161,17 @@ def test_oracle_threshold_is_marked(tmp_path):
 
 @needs_mnist
 def test_article003_preset_reports_share_of_zeros_flagged(tmp_path):
-    metrics = run(compose_config(["experiment=article003_digits1to9_vs_0", "dataset.max_train=900",
-                                  "dataset.max_test=300", "trainer.epochs=2"]), tmp_path)
+    metrics = run(
+        compose_config(
+            [
+                "experiment=article003_digits1to9_vs_0",
+                "dataset.max_train=900",
+                "dataset.max_test=300",
+                "trainer.epochs=2",
+            ]
+        ),
+        tmp_path,
+    )
     assert set(metrics["flagged_rate_by_class"]) == {str(c) for c in range(10)}
     assert metrics["threshold_rule"] == "val_mean_std" and metrics["threshold_k"] == 1.0
     assert metrics["n_test_anomalies"] == round(300 * 980 / 10000)  # zeros keep their share of the test set
@@ -123,8 +184,10 @@ def test_saved_denoising_model_loads_in_a_fresh_process(tmp_path):
     import sys
 
     tiny_run(tmp_path, "model=denoising_ae")
-    code = ("from anomaly_bench.models import load_model; "
-            f"m = load_model(r'{tmp_path / 'model.keras'}'); print(m.count_params())")
+    code = (
+        "from anomaly_bench.models import load_model; "
+        f"m = load_model(r'{tmp_path / 'model.keras'}'); print(m.count_params())"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "28353"

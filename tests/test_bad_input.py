@@ -1,5 +1,6 @@
 """Bad input and faults: one line and exit 2 before any folder exists, a status in every folder
 that does exist, finished folders never touched, and no TensorFlow start-up noise."""
+
 import errno
 import json
 import os
@@ -9,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import compose_config, needs_mnist
 
 from anomaly_bench import cli
 from anomaly_bench.config import validate
 from anomaly_bench.errors import ConfigError, one_line, shown
 from anomaly_bench.native_stderr import is_native_log_line
 from anomaly_bench.run_folder import ERROR_FILE, METRICS_FILE, RunFolder
-from conftest import compose_config, needs_mnist
 
 TESTS = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "anomaly_bench"]
@@ -42,10 +43,17 @@ def files_under(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- values that pass types but cannot work
 
 NOT_FINITE = [
-    ["trainer.learning_rate=nan"], ["trainer.learning_rate=inf"], ["trainer.learning_rate=1e400"],
-    ["threshold.k=inf"], ["threshold.k=-inf"], ["threshold=val_percentile", "threshold.q=nan"],
-    ["threshold=fixed", "threshold.value=inf"], ["model=sparse_ae", "model.code_l1=nan"],
-    ["model=knn", "model.k=nan"], ["trainer.early_stopping.min_delta=inf"], ["dataset.val_fraction=nan"],
+    ["trainer.learning_rate=nan"],
+    ["trainer.learning_rate=inf"],
+    ["trainer.learning_rate=1e400"],
+    ["threshold.k=inf"],
+    ["threshold.k=-inf"],
+    ["threshold=val_percentile", "threshold.q=nan"],
+    ["threshold=fixed", "threshold.value=inf"],
+    ["model=sparse_ae", "model.code_l1=nan"],
+    ["model=knn", "model.k=nan"],
+    ["trainer.early_stopping.min_delta=inf"],
+    ["dataset.val_fraction=nan"],
 ]
 
 
@@ -56,18 +64,24 @@ def test_nan_and_infinity_are_refused_for_every_number(overrides):
         validate(compose_config(overrides))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["threshold=fixed", "threshold.value=null"], "threshold.value=null must be a number"),
-    (["threshold=fixed", "threshold.value=abc"], "threshold.value='abc' must be a number"),
-    (["threshold=val_mean_std", "threshold.k=true"], "threshold.k=true must be a number"),
-    (["threshold=val_percentile", "threshold.q=150"], "threshold.q=150 is outside [0, 100]"),
-    (["dataset.normal_classes=0"], "dataset.normal_classes=0 must be a list such as [0]"),
-    (["dataset.anomaly_classes=3"], "dataset.anomaly_classes=3 must be a non-empty list of classes 0-9, such as [3]"),
-    (["dataset.split_seed=-1"], "dataset.split_seed=-1 must be a whole number >= 0"),
-    (["model=ensemble", "model.members={}"], "model.members={} would change nothing"),
-    (["dataset.path=/tmp/données"], "quote the value for Hydra and the shell: \"dataset.path='/tmp/données'\""),
-    (["paths.output_dir=/proc/x"], "paths.output_dir='/proc/x': cannot create folders in '/proc'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["threshold=fixed", "threshold.value=null"], "threshold.value=null must be a number"),
+        (["threshold=fixed", "threshold.value=abc"], "threshold.value='abc' must be a number"),
+        (["threshold=val_mean_std", "threshold.k=true"], "threshold.k=true must be a number"),
+        (["threshold=val_percentile", "threshold.q=150"], "threshold.q=150 is outside [0, 100]"),
+        (["dataset.normal_classes=0"], "dataset.normal_classes=0 must be a list such as [0]"),
+        (
+            ["dataset.anomaly_classes=3"],
+            "dataset.anomaly_classes=3 must be a non-empty list of classes 0-9, such as [3]",
+        ),
+        (["dataset.split_seed=-1"], "dataset.split_seed=-1 must be a whole number >= 0"),
+        (["model=ensemble", "model.members={}"], "model.members={} would change nothing"),
+        (["dataset.path=/tmp/données"], "quote the value for Hydra and the shell: \"dataset.path='/tmp/données'\""),
+        (["paths.output_dir=/proc/x"], "paths.output_dir='/proc/x': cannot create folders in '/proc'"),
+    ],
+)
 def test_each_family_names_the_key_and_what_is_allowed(overrides, message):
     assert message in precheck_error(*overrides)
 
@@ -84,6 +98,7 @@ def test_long_values_are_shortened_in_the_error_line():
 
 
 # ---------------------------------------------------------------- the output folder, before Hydra starts
+
 
 def test_unwritable_or_used_output_folders_are_refused_before_hydra(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -117,8 +132,10 @@ def test_cli_one_line_exit_2_fast_and_nothing_written(tmp_path):
     result = anomaly_bench("threshold=val_percentile", "threshold.q=150", "paths.output_dir=out", cwd=tmp_path)
     elapsed = time.perf_counter() - started
     assert result.returncode == 2
-    assert result.stderr.splitlines() == ["anomaly-bench: error: threshold: cannot build "
-                                          "anomaly_bench.thresholds.ValPercentile: threshold.q=150 is outside [0, 100]"]
+    assert result.stderr.splitlines() == [
+        "anomaly-bench: error: threshold: cannot build "
+        "anomaly_bench.thresholds.ValPercentile: threshold.q=150 is outside [0, 100]"
+    ]
     assert not (tmp_path / "out").exists()
     assert elapsed < 20, elapsed  # generous for a loaded 2-core machine; TensorFlow's import alone takes longer there
 
@@ -138,7 +155,8 @@ def test_tensorflow_start_up_lines_are_silenced(tmp_path):
     result = anomaly_bench("model=knn", "model.k=-1", "paths.output_dir=out", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "anomaly-bench: error: model.k=-1 must be a positive number of neighbours (at most the training images)"]
+        "anomaly-bench: error: model.k=-1 must be a positive number of neighbours (at most the training images)"
+    ]
     assert not (tmp_path / "out").exists()  # not even the empty date folders Hydra made
 
 
@@ -156,15 +174,24 @@ def test_the_stderr_filter_drops_native_log_lines_only(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
     env.pop("ANOMALY_BENCH_VERBOSE", None)
     quiet = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert sorted(quiet.stderr.splitlines()) == ["a native line of another library", "anomaly-bench: error: the one line"]
-    loud = subprocess.run([sys.executable, "-c", script], env={**env, "ANOMALY_BENCH_VERBOSE": "1"},
-                          capture_output=True, text=True, timeout=60)
+    assert sorted(quiet.stderr.splitlines()) == [
+        "a native line of another library",
+        "anomaly-bench: error: the one line",
+    ]
+    loud = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "ANOMALY_BENCH_VERBOSE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert len(loud.stderr.splitlines()) == 5
     assert is_native_log_line(b"W0000 00:00:1795677010.3 12 cudart_stub.cc:31] x")
     assert not is_native_log_line(b"I think 00:00 is fine")
 
 
 # ---------------------------------------------------------------- every started folder ends with a status
+
 
 def test_a_failure_before_the_run_starts_still_marks_the_folder_failed(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "run"
@@ -200,7 +227,10 @@ def test_bad_input_found_during_fit_leaves_no_folder(tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit) as exit_info:
         cli.run_single(compose_config(), folder)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "anomaly-bench: error: model.k=100000 exceeds the 270 training images; choose 1-270\n"
+    assert (
+        capsys.readouterr().err
+        == "anomaly-bench: error: model.k=100000 exceeds the 270 training images; choose 1-270\n"
+    )
     assert list(tmp_path.iterdir()) == []  # the run folder and the folders made for it are gone
 
 
@@ -252,10 +282,16 @@ def test_bad_data_found_after_loading_prints_the_error_line_alone(tmp_path):
     import numpy as np
 
     path = tmp_path / "odd.npz"
-    np.savez(path, x_train=np.zeros((40, 8, 8), np.uint8), y_train=np.full(40, 3),
-             x_test=np.zeros((10, 8, 8), np.uint8), y_test=np.full(10, 3))
-    done = anomaly_bench("dataset=npz", f"dataset.path={path}", "model=pca", f"paths.output_dir={tmp_path / 'out'}",
-                         cwd=tmp_path)
+    np.savez(
+        path,
+        x_train=np.zeros((40, 8, 8), np.uint8),
+        y_train=np.full(40, 3),
+        x_test=np.zeros((10, 8, 8), np.uint8),
+        y_test=np.full(10, 3),
+    )
+    done = anomaly_bench(
+        "dataset=npz", f"dataset.path={path}", "model=pca", f"paths.output_dir={tmp_path / 'out'}", cwd=tmp_path
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and "selects no training images" in done.stderr

@@ -1,4 +1,5 @@
 """The pca, knn and transform_classifier detectors: exact numbers, bad settings, tiny real runs."""
+
 import json
 import os
 import subprocess
@@ -9,21 +10,40 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config, needs_mnist
 from hydra.utils import instantiate
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.knn import nearest_distances
-from anomaly_bench.models.transform_classifier import (MAX_TRANSFORMS, TRANSFORMS, RandomTransformBatches,
-                                                       apply_transform, apply_transforms, dirichlet_mle,
-                                                       inverse_digamma)
+from anomaly_bench.models.transform_classifier import (
+    MAX_TRANSFORMS,
+    TRANSFORMS,
+    RandomTransformBatches,
+    apply_transform,
+    apply_transforms,
+    dirichlet_mle,
+    inverse_digamma,
+)
 from anomaly_bench.run import run
-from conftest import compose_config, needs_mnist
 
 # Normal 1 vs anomaly 0 on a few hundred images: large enough that a working detector is far above chance.
-ONE_VS_ZERO = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=500",
-               "dataset.max_test=400", "trainer.batch_size=64"]
-COMMON = ["metrics.json", "scores.csv", "score_histogram.png", "roc_curve.png", "pr_curve.png",
-          "confusion_matrix.png", "run.log", ".hydra/config.yaml"]
+ONE_VS_ZERO = [
+    "dataset.normal_classes=[1]",
+    "dataset.anomaly_classes=[0]",
+    "dataset.max_train=500",
+    "dataset.max_test=400",
+    "trainer.batch_size=64",
+]
+COMMON = [
+    "metrics.json",
+    "scores.csv",
+    "score_histogram.png",
+    "roc_curve.png",
+    "pr_curve.png",
+    "confusion_matrix.png",
+    "run.log",
+    ".hydra/config.yaml",
+]
 
 
 def build(*overrides: str):
@@ -33,6 +53,7 @@ def build(*overrides: str):
 
 
 # ---- knn distances ---------------------------------------------------------------------------
+
 
 def test_knn_distances_by_hand():
     reference = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0], [0.0, 1.0]])
@@ -67,6 +88,7 @@ def test_knn_score_is_the_mean_of_the_k_nearest_distances():
 
 # ---- transformations -------------------------------------------------------------------------
 
+
 def test_there_are_72_distinct_transformations_untranslated_first():
     assert MAX_TRANSFORMS == 72 and len(set(TRANSFORMS)) == 72
     assert all(shift == (0, 0) for _, shift, _ in TRANSFORMS[:8])
@@ -94,8 +116,9 @@ def test_an_epoch_shows_each_image_under_views_distinct_transformations(views):
 
 def test_transformations_by_hand():
     image = np.arange(16, dtype=float).reshape(1, 4, 4, 1)
-    identity, rot90, flipped = (TRANSFORMS.index(spec) for spec in
-                                [(False, (0, 0), 0), (False, (0, 0), 1), (True, (0, 0), 0)])
+    identity, rot90, flipped = (
+        TRANSFORMS.index(spec) for spec in [(False, (0, 0), 0), (False, (0, 0), 1), (True, (0, 0), 0)]
+    )
     np.testing.assert_array_equal(apply_transform(image, identity, 1), image)
     np.testing.assert_array_equal(apply_transform(image, rot90, 1)[0, :, :, 0], np.rot90(image[0, :, :, 0]))
     np.testing.assert_array_equal(apply_transform(image, flipped, 1)[0, :, :, 0], image[0, :, ::-1, 0])
@@ -121,6 +144,7 @@ def test_dirichlet_fit_recovers_known_concentrations():
 
 # ---- pca -------------------------------------------------------------------------------------
 
+
 def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
     detector = build("model=pca", "model.n_components=3")
     from anomaly_bench.data.split import Split, Splits
@@ -140,30 +164,40 @@ def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
 
 # ---- bad settings ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model=knn", "model.k=0"], "model.k=0 must be a positive number"),
-    (["model=knn", "model.k=-3"], "model.k=-3"),
-    (["model=knn", "model.features=edges"], "model.features='edges' is not allowed; choose one of: pixels, encoder"),
-    (["model=knn", "model.block_size=0"], "model.block_size=0"),
-    (["model=transform_classifier", "model.n_transforms=1"], "model.n_transforms=1 is not allowed; choose 2-72"),
-    (["model=transform_classifier", "model.n_transforms=73"], "model.n_transforms=73 is not allowed; choose 2-72"),
-    (["model=transform_classifier", "model.score=entropy"], "model.score='entropy' is not allowed"),
-    (["model=transform_classifier", "model.shift=0"], "model.shift=0 must be a whole number of pixels >= 1"),
-    (["model=transform_classifier", "model.views_per_image=9"], "model.views_per_image=9 must be a count 1-8"),
-    (["model=transform_classifier", "model.views_per_image=0"], "model.views_per_image=0 must be a count"),
-    (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count >= 1"),
-    (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=knn", "model.k=0"], "model.k=0 must be a positive number"),
+        (["model=knn", "model.k=-3"], "model.k=-3"),
+        (
+            ["model=knn", "model.features=edges"],
+            "model.features='edges' is not allowed; choose one of: pixels, encoder",
+        ),
+        (["model=knn", "model.block_size=0"], "model.block_size=0"),
+        (["model=transform_classifier", "model.n_transforms=1"], "model.n_transforms=1 is not allowed; choose 2-72"),
+        (["model=transform_classifier", "model.n_transforms=73"], "model.n_transforms=73 is not allowed; choose 2-72"),
+        (["model=transform_classifier", "model.score=entropy"], "model.score='entropy' is not allowed"),
+        (["model=transform_classifier", "model.shift=0"], "model.shift=0 must be a whole number of pixels >= 1"),
+        (["model=transform_classifier", "model.views_per_image=9"], "model.views_per_image=9 must be a count 1-8"),
+        (["model=transform_classifier", "model.views_per_image=0"], "model.views_per_image=0 must be a count"),
+        (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count >= 1"),
+        (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
+    ],
+)
 def test_bad_settings_raise_config_error_before_data_is_loaded(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(compose_config(overrides + ["dataset.path=/nonexistent", "dataset.source=explicit"]), tmp_path)
     assert not (tmp_path / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("model, override, message", [
-    ("transform_classifier", "model.shift=14", "model.shift=14 must be a whole number of pixels 1-13"),
-    ("pca", "model.n_components=785", "model.n_components=785 must be a count 1-784 (the pixels per image)"),
-])
+@pytest.mark.parametrize(
+    "model, override, message",
+    [
+        ("transform_classifier", "model.shift=14", "model.shift=14 must be a whole number of pixels 1-13"),
+        ("pca", "model.n_components=785", "model.n_components=785 must be a count 1-784 (the pixels per image)"),
+    ],
+)
 def test_settings_the_image_shape_rules_out_fail_in_check(model, override, message):
     detector = instantiate(compose_config([f"model={model}", override]).model, _convert_="all")
     detector.check_settings()
@@ -181,14 +215,21 @@ def test_k_above_the_training_images_is_a_config_error(tmp_path):
 def test_cli_exits_2_for_a_bad_k(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     env.pop("HYDRA_FULL_ERROR", None)
-    result = subprocess.run([sys.executable, "-m", "anomaly_bench", "model=knn", "model.k=0", "paths.output_dir=out"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", "model=knn", "model.k=0", "paths.output_dir=out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "model.k=0 must be a positive number" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "out").rglob("metrics.json"))
 
 
 # ---- tiny real runs --------------------------------------------------------------------------
+
 
 def check_contract(folder: Path, metrics: dict, files: list[str], min_auroc: float) -> None:
     for name in COMMON + files:
@@ -226,8 +267,10 @@ def test_knn_encoder_tiny_run(tmp_path):
 @needs_mnist
 @pytest.mark.parametrize("score, files", [("cross_entropy", []), ("dirichlet", ["dirichlet.npz"])])
 def test_transform_classifier_tiny_run(tmp_path, score, files):
-    metrics = run(compose_config(["model=transform_classifier", "trainer.epochs=3", f"model.score={score}"]
-                                 + ONE_VS_ZERO), tmp_path)
+    metrics = run(
+        compose_config(["model=transform_classifier", "trainer.epochs=3", f"model.score={score}"] + ONE_VS_ZERO),
+        tmp_path,
+    )
     check_contract(tmp_path, metrics, ["model.keras", "history.csv", "training_curve.png", *files], 0.85)
     history = pd.read_csv(tmp_path / "history.csv")
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns) and len(history) == 3

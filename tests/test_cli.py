@@ -1,4 +1,5 @@
 """The command line as a user types it: subprocesses, exit codes, folders left behind."""
+
 import json
 import os
 import re
@@ -7,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, TINY, needs_mnist
 
 from anomaly_bench.native_stderr import is_native_log_line
-from conftest import REPO, TINY, needs_mnist
 
 TESTS = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "anomaly_bench"]
@@ -42,8 +43,17 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
     args = [*TINY, "model=undercomplete_ae", "paths.output_dir=out"]
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    procs = [subprocess.Popen([*CLI, *args, f"trainer.seed={seed}"], cwd=tmp_path, env=full_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [*CLI, *args, f"trainer.seed={seed}"],
+            cwd=tmp_path,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:]
     folders = sorted((tmp_path / "out" / "runs").glob("*/*"))
@@ -82,8 +92,9 @@ def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, overrides, mess
 
 def test_missing_data_exits_2_and_leaves_no_result(tmp_path):
     env = {"ANOMALY_BENCH_DATA": str(tmp_path / "empty"), "KERAS_HOME": str(tmp_path / "keras")}
-    result = anomaly_bench("dataset=fashion_mnist", "dataset.download_timeout=0", "paths.output_dir=out",
-                           cwd=tmp_path, env=env)
+    result = anomaly_bench(
+        "dataset=fashion_mnist", "dataset.download_timeout=0", "paths.output_dir=out", cwd=tmp_path, env=env
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
     assert len(errors) == 1 and "dataset=fashion_mnist: no data found" in errors[0]
@@ -98,12 +109,19 @@ def test_full_error_shows_the_traceback(tmp_path):
 
 @needs_mnist
 def test_failure_mid_training_is_recorded_not_hidden(tmp_path):
-    result = anomaly_bench(*TINY, "model=undercomplete_ae", "model._target_=exploding.ExplodingDetector",
-                           "paths.output_dir=out", cwd=tmp_path)
+    result = anomaly_bench(
+        *TINY,
+        "model=undercomplete_ae",
+        "model._target_=exploding.ExplodingDetector",
+        "paths.output_dir=out",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     (folder,) = (tmp_path / "out" / "runs").glob("*/*")
-    assert result.stderr.splitlines() == [f"anomaly-bench: error: the run failed: RuntimeError: boom: simulated "
-                                          f"failure mid-training; traceback in {folder.resolve() / 'error.txt'}"]
+    assert result.stderr.splitlines() == [
+        f"anomaly-bench: error: the run failed: RuntimeError: boom: simulated "
+        f"failure mid-training; traceback in {folder.resolve() / 'error.txt'}"
+    ]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "boom" in metrics["error"]
     assert "auroc" not in metrics

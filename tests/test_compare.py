@@ -1,4 +1,5 @@
 """anomaly-bench-compare on hand-written run folders (no training): exact tables, robustness, exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,16 @@ def config_with(**dotted) -> dict:
     return tree
 
 
-def write_run(folder: Path, config: dict | None, auroc: float | None = 0.9, status: str = "completed",
-              scores: bool = True, histogram: bool = False, total: float = 2.0, **metrics) -> Path:
+def write_run(
+    folder: Path,
+    config: dict | None,
+    auroc: float | None = 0.9,
+    status: str = "completed",
+    scores: bool = True,
+    histogram: bool = False,
+    total: float = 2.0,
+    **metrics,
+) -> Path:
     """A run folder as anomaly-bench writes it: metrics.json, .hydra/config.yaml, scores.csv."""
     folder.mkdir(parents=True)
     if config is not None:
@@ -43,8 +52,17 @@ def write_run(folder: Path, config: dict | None, auroc: float | None = 0.9, stat
         (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     payload = {"status": status}
     if status == "completed":
-        payload.update(auroc=auroc, auprc=0.5, precision=0.6, recall=0.7, f1=0.65, threshold=0.1,
-                       threshold_rule="val_mean_std", accuracy=0.8, timings={"fit": 1.0, "total": total})
+        payload.update(
+            auroc=auroc,
+            auprc=0.5,
+            precision=0.6,
+            recall=0.7,
+            f1=0.65,
+            threshold=0.1,
+            threshold_rule="val_mean_std",
+            accuracy=0.8,
+            timings={"fit": 1.0, "total": total},
+        )
     if status == "failed":
         payload["error"] = "RuntimeError: boom\nsecond line"
         (folder / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
@@ -53,9 +71,15 @@ def write_run(folder: Path, config: dict | None, auroc: float | None = 0.9, stat
     if scores:
         rng = np.random.default_rng(0)
         labels = np.r_[np.zeros(20, int), np.ones(30, int)]
-        pd.DataFrame({"index": np.arange(50), "label": labels, "class": labels * 3,
-                      "score": rng.normal(labels * (auroc or 0.5) * 2, 1.0), "flagged": labels}).to_csv(
-            folder / "scores.csv", index=False)
+        pd.DataFrame(
+            {
+                "index": np.arange(50),
+                "label": labels,
+                "class": labels * 3,
+                "score": rng.normal(labels * (auroc or 0.5) * 2, 1.0),
+                "flagged": labels,
+            }
+        ).to_csv(folder / "scores.csv", index=False)
     if histogram:
         from PIL import Image
 
@@ -92,6 +116,7 @@ def sweep(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------- discovery and loading
 
+
 def test_discover_recurses_stops_at_run_folders_and_orders_jobs_numerically(tmp_path):
     for job in (10, 2, 1):
         write_run(tmp_path / "sweep" / f"{job}_x", BASE_CONFIG)
@@ -117,16 +142,26 @@ def test_load_reads_flattened_config_and_metrics(tmp_path):
     assert record.metrics["timings.total"] == 2.0
 
 
-@pytest.mark.parametrize("content, status, reason", [
-    ("{not json", "corrupt", "not valid JSON"),
-    ("[1, 2]", "corrupt", "not a JSON object"),
-    ('{"status": "completed", "auroc": 0.9}', "corrupt", "lacks auprc, precision, recall, f1, threshold, "
-                                                        "threshold_rule"),
-    ('{"status": "completed", "auroc": "high", "auprc": 1, "precision": 1, "recall": 1, "f1": 1, '
-     '"threshold": 1, "threshold_rule": "x"}', "corrupt", "non-numeric auroc"),
-    ('{"status": "weird"}', "corrupt", "unknown status 'weird'"),
-    ('{"status": "running"}', "running", "unfinished"),
-])
+@pytest.mark.parametrize(
+    "content, status, reason",
+    [
+        ("{not json", "corrupt", "not valid JSON"),
+        ("[1, 2]", "corrupt", "not a JSON object"),
+        (
+            '{"status": "completed", "auroc": 0.9}',
+            "corrupt",
+            "lacks auprc, precision, recall, f1, threshold, threshold_rule",
+        ),
+        (
+            '{"status": "completed", "auroc": "high", "auprc": 1, "precision": 1, "recall": 1, "f1": 1, '
+            '"threshold": 1, "threshold_rule": "x"}',
+            "corrupt",
+            "non-numeric auroc",
+        ),
+        ('{"status": "weird"}', "corrupt", "unknown status 'weird'"),
+        ('{"status": "running"}', "running", "unfinished"),
+    ],
+)
 def test_load_turns_bad_metrics_into_a_status(tmp_path, content, status, reason):
     folder = write_run(tmp_path / "r", BASE_CONFIG, scores=False)
     (folder / "metrics.json").write_text(content)
@@ -164,11 +199,23 @@ def test_roc_points_match_scikit_learn(decimals):
 
 # ---------------------------------------------------------------- the run table
 
+
 def test_only_differing_keys_are_columns_and_name_implied_keys_fold(sweep, capsys):
     table = csv_table([sweep], capsys)
     # model.encoder and model._target_ follow model.name; dataset.* and threshold.* never vary.
-    assert list(table.columns) == ["run", "model.name", "trainer.seed", "status", "auroc", "auprc", "f1",
-                                   "precision", "recall", "threshold_rule", "duration_s"]
+    assert list(table.columns) == [
+        "run",
+        "model.name",
+        "trainer.seed",
+        "status",
+        "auroc",
+        "auprc",
+        "f1",
+        "precision",
+        "recall",
+        "threshold_rule",
+        "duration_s",
+    ]
     assert list(table["run"]) == ["0_model=deep_ae,seed=0", "1_model=deep_ae,seed=1", "2_model=conv_ae,seed=0"]
     assert list(table["auroc"]) == [0.8, 0.9, 0.5]
     assert list(table["duration_s"]) == [2.0, 4.0, 1.0]
@@ -185,8 +232,7 @@ def test_a_key_varying_within_one_model_name_is_kept(tmp_path, capsys):
 
 def test_metrics_option_selects_dotted_metrics(sweep, capsys):
     table = csv_table([sweep, "--metrics", "auroc,timings.fit"], capsys)
-    assert list(table.columns) == ["run", "model.name", "trainer.seed", "status", "auroc", "timings.fit",
-                                   "duration_s"]
+    assert list(table.columns) == ["run", "model.name", "trainer.seed", "status", "auroc", "timings.fit", "duration_s"]
     code, _, err = run_cli([sweep, "--metrics", "auroc,nope"], capsys)
     assert code == 2 and err.count("\n") == 1 and "nope" in err
 
@@ -209,12 +255,20 @@ def test_sort_puts_runs_without_the_metric_last(sweep, capsys):
 
 # ---------------------------------------------------------------- grouping
 
+
 def test_group_by_gives_mean_sample_std_and_count_over_completed_runs(sweep, capsys):
-    write_run(sweep / "3_failed", config_with(model__name="conv_ae", model__encoder=[{"filters": 16}]),
-              status="failed")
+    write_run(sweep / "3_failed", config_with(model__name="conv_ae", model__encoder=[{"filters": 16}]), status="failed")
     table = csv_table([sweep, "--group-by", "model.name", "--metrics", "auroc,threshold_rule"], capsys)
-    assert list(table.columns) == ["model.name", "n", "status", "auroc_mean", "auroc_std", "threshold_rule",
-                                   "duration_s_mean", "duration_s_std"]
+    assert list(table.columns) == [
+        "model.name",
+        "n",
+        "status",
+        "auroc_mean",
+        "auroc_std",
+        "threshold_rule",
+        "duration_s_mean",
+        "duration_s_std",
+    ]
     deep = table.set_index("model.name").loc["deep_ae"]
     assert deep["n"] == 2 and deep["status"] == "2 completed"
     assert deep["auroc_mean"] == pytest.approx(0.85)
@@ -240,6 +294,7 @@ def test_group_by_unknown_key_is_exit_2(sweep, capsys):
 
 
 # ---------------------------------------------------------------- filtering
+
 
 def test_filters_match_typed_values_and_repeat_as_or(sweep, capsys):
     assert list(csv_table([sweep, "--filter", "model.name=deep_ae"], capsys)["auroc"]) == [0.8, 0.9]
@@ -270,6 +325,7 @@ def test_filter_on_unknown_key_is_exit_2_and_no_match_is_exit_1(sweep, capsys):
 
 # ---------------------------------------------------------------- formats
 
+
 def test_json_format_keeps_numbers_and_lists_problems(sweep, capsys):
     (sweep / "junk").mkdir()
     (sweep / "junk" / "notes.txt").write_text("x")
@@ -278,8 +334,13 @@ def test_json_format_keeps_numbers_and_lists_problems(sweep, capsys):
     assert code == 0
     assert [row["auroc"] for row in payload["table"]] == [0.8, 0.9, 0.5]
     assert payload["table"][0]["trainer.seed"] == "0"
-    assert payload["problems"] == [{"path": str(sweep / "junk"), "status": "foreign",
-                                    "reason": "not a run folder (no metrics.json or .hydra/config.yaml)"}]
+    assert payload["problems"] == [
+        {
+            "path": str(sweep / "junk"),
+            "status": "foreign",
+            "reason": "not a run folder (no metrics.json or .hydra/config.yaml)",
+        }
+    ]
 
 
 def test_unknown_format_and_bad_counts_are_one_line_exit_2(sweep, capsys):
@@ -308,7 +369,7 @@ def test_html_report_embeds_table_bars_roc_and_thumbnails(sweep, tmp_path, capsy
     text = target.read_text()
     assert code == 0
     assert text.startswith("<!DOCTYPE html>") and "http" not in text.replace("http-equiv", "")
-    assert text.count("<table") == 2 and text.count("<table class=\"wide\">") == 1  # grouped table + every run
+    assert text.count("<table") == 2 and text.count('<table class="wide">') == 1  # grouped table + every run
     assert text.count('src="data:image/png;base64,') == 2 + 3  # bars, ROC, three thumbnails
     assert "<h2>ROC curves</h2>" in text and "0.8500 ± 0.0707" in text
 
@@ -349,6 +410,7 @@ def test_html_escapes_folder_names_and_config_values(tmp_path, capsys):
 
 # ---------------------------------------------------------------- robustness and read-only
 
+
 @pytest.fixture
 def messy(sweep: Path) -> Path:
     """A sweep folder holding a corrupt, an unfinished, a failed and a foreign folder beside good runs."""
@@ -369,23 +431,30 @@ def test_problem_folders_are_listed_with_status_and_never_crash(messy, capsys):
     assert statuses == ["completed"] * 3 + ["corrupt", "running", "failed"]
     assert "Not counted (4):" in out
     listed = out.split("Not counted (4):")[1].splitlines()[1:]
-    assert listed == [f"- corrupt: {messy / '3_corrupt'}: metrics.json is not valid JSON (JSONDecodeError)",
-                      f"- running: {messy / '4_running'}: unfinished: metrics.json says running "
-                      "(still running, or killed mid-way)",
-                      f"- failed: {messy / '5_failed'}: RuntimeError: boom; traceback in error.txt",
-                      f"- foreign: {messy / 'not_a_run' / 'deeper'}: not a run folder "
-                      "(no metrics.json or .hydra/config.yaml)"]
-    assert err == ("anomaly-bench-compare: warning: 4 folders are not completed results (1 corrupt, 1 failed, "
-                   "1 foreign, 1 running); the output lists them under 'Not counted'\n")
+    assert listed == [
+        f"- corrupt: {messy / '3_corrupt'}: metrics.json is not valid JSON (JSONDecodeError)",
+        f"- running: {messy / '4_running'}: unfinished: metrics.json says running (still running, or killed mid-way)",
+        f"- failed: {messy / '5_failed'}: RuntimeError: boom; traceback in error.txt",
+        f"- foreign: {messy / 'not_a_run' / 'deeper'}: not a run folder (no metrics.json or .hydra/config.yaml)",
+    ]
+    assert err == (
+        "anomaly-bench-compare: warning: 4 folders are not completed results (1 corrupt, 1 failed, "
+        "1 foreign, 1 running); the output lists them under 'Not counted'\n"
+    )
 
 
 def test_csv_keeps_its_table_pure_and_warns_per_folder(messy, capsys):
     code, out, err = run_cli([messy, "--format", "csv"], capsys)
     assert code == 0 and "Not counted" not in out and len(out.splitlines()) == 1 + 6
-    for status, name in [("corrupt", "3_corrupt"), ("running", "4_running"), ("failed", "5_failed"),
-                         ("foreign", "deeper")]:
-        assert any(line.startswith(f"anomaly-bench-compare: warning: {status}: ") and name in line
-                   for line in err.splitlines()), (status, err)
+    for status, name in [
+        ("corrupt", "3_corrupt"),
+        ("running", "4_running"),
+        ("failed", "5_failed"),
+        ("foreign", "deeper"),
+    ]:
+        assert any(
+            line.startswith(f"anomaly-bench-compare: warning: {status}: ") and name in line for line in err.splitlines()
+        ), (status, err)
 
 
 def test_problem_folders_do_not_enter_group_statistics(messy, capsys):
@@ -405,8 +474,9 @@ def test_compare_never_writes_into_the_folders_it_reads(messy, tmp_path, capsys)
             (folder / "score_histogram.png").touch()
     before = snapshot(messy)
     for fmt in ("md", "csv", "json", "html"):
-        code, _, _ = run_cli([messy, "--group-by", "model.name", "--format", fmt, "--out", tmp_path / f"r.{fmt}"],
-                             capsys)
+        code, _, _ = run_cli(
+            [messy, "--group-by", "model.name", "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys
+        )
         assert code == 0
     assert snapshot(messy) == before
 
@@ -426,6 +496,7 @@ def test_no_run_folder_is_a_clear_message_and_exit_1(tmp_path, capsys, make):
 
 # ---------------------------------------------------------------- one-class protocol
 
+
 @pytest.fixture
 def protocol(tmp_path: Path) -> Path:
     """Two methods x classes 0-9 x two seeds; AUROC = 0.5 + class/100 (+0.1 for conv, +0.02 for seed 1)."""
@@ -433,8 +504,12 @@ def protocol(tmp_path: Path) -> Path:
         for cls in range(10):
             for seed in (0, 1):
                 config = config_with(model__name=model, dataset__normal_classes=[cls], trainer__seed=seed)
-                write_run(tmp_path / f"{model}_{cls}_{seed}", config, auroc=0.5 + cls / 100 + bonus + 0.02 * seed,
-                          scores=(cls == 0))
+                write_run(
+                    tmp_path / f"{model}_{cls}_{seed}",
+                    config,
+                    auroc=0.5 + cls / 100 + bonus + 0.02 * seed,
+                    scores=(cls == 0),
+                )
     return tmp_path
 
 
@@ -445,10 +520,11 @@ def test_group_by_model_on_one_class_runs_gives_the_per_class_table(protocol, ca
     deep = table.set_index("model.name").loc["deep_ae"]
     assert [deep[str(c)] for c in range(10)] == pytest.approx([51.0 + c for c in range(10)])
     assert deep["mean"] == pytest.approx(55.5) and deep["n"] == 20
-    code, out, _ = run_cli([protocol, "--group-by", "model.name", "--sort", "mean"], capsys)
+    _code, out, _ = run_cli([protocol, "--group-by", "model.name", "--sort", "mean"], capsys)
     assert out.splitlines()[2] == "| model.name | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | mean | n |"
-    assert out.splitlines()[4] == ("| conv_ae | 61.0 | 62.0 | 63.0 | 64.0 | 65.0 | 66.0 | 67.0 | 68.0 | 69.0 | "
-                                   "70.0 | 65.5 | 20 |")
+    assert out.splitlines()[4] == (
+        "| conv_ae | 61.0 | 62.0 | 63.0 | 64.0 | 65.0 | 66.0 | 67.0 | 68.0 | 69.0 | 70.0 | 65.5 | 20 |"
+    )
 
 
 def test_per_class_row_missing_a_class_has_no_mean(protocol, capsys):
@@ -484,8 +560,13 @@ def test_per_class_switches(protocol, tmp_path, capsys):
     for cls in (3, 4):
         rest = [c for c in range(10) if c != cls]
         write_run(explicit / str(cls), config_with(dataset__normal_classes=[cls], dataset__anomaly_classes=rest))
-    assert list(csv_table([explicit, "--group-by", "model.name"], capsys).columns) == ["model.name", "3", "4",
-                                                                                       "mean", "n"]
+    assert list(csv_table([explicit, "--group-by", "model.name"], capsys).columns) == [
+        "model.name",
+        "3",
+        "4",
+        "mean",
+        "n",
+    ]
 
 
 def test_per_class_html_report(protocol, tmp_path, capsys):
@@ -493,19 +574,24 @@ def test_per_class_html_report(protocol, tmp_path, capsys):
     code, _, _ = run_cli([protocol, "--group-by", "model.name", "--format", "html", "--out", target], capsys)
     text = target.read_text()
     # The markdown table keeps the published % layout; the report shows fractions throughout and says so.
-    assert code == 0 and "<th>mean</th>" in text and "<td class=\"num\">0.6550</td>" in text
+    assert code == 0 and "<th>mean</th>" in text and '<td class="num">0.6550</td>' in text
     assert "All metrics are fractions in [0, 1]" in text
     assert text.count('src="data:image/png;base64,') == 2  # per-class bars + ROC of the runs with scores.csv
 
 
 # ---------------------------------------------------------------- the console script
 
+
 def test_console_script_end_to_end(messy, tmp_path):
     script = Path(sys.executable).with_name("anomaly-bench-compare")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "anomaly_bench.compare.cli"]
     target = tmp_path / "report.html"
-    done = subprocess.run([*command, str(messy), "--group-by", "model.name", "--format", "html", "--out",
-                           str(target)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, str(messy), "--group-by", "model.name", "--format", "html", "--out", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "<h2>ROC curves</h2>" in target.read_text()
     assert done.stderr.count("warning:") == 1 and "4 folders are not completed results" in done.stderr
@@ -521,9 +607,11 @@ def test_a_hostile_folder_is_corrupt_and_the_good_runs_still_print(sweep, tmp_pa
     deep = write_run(sweep / "7_deep", config_with(trainer__seed=7), scores=False)
     (deep / "metrics.json").write_text("[" * 200_000 + "]" * 200_000)
     huge = write_run(sweep / "8_huge", config_with(trainer__seed=8), scores=False)
-    (huge / "metrics.json").write_text((huge / "metrics.json").read_text().replace('"auroc": 0.9', '"auroc": 1' + "0" * 400))
+    (huge / "metrics.json").write_text(
+        (huge / "metrics.json").read_text().replace('"auroc": 0.9', '"auroc": 1' + "0" * 400)
+    )
     write_run(sweep / os.fsdecode(b"9_latin1_\xe9t\xe9"), config_with(trainer__seed=9), auroc=0.7)  # not UTF-8
-    code, out, err = run_cli([sweep, "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys)
+    code, _out, err = run_cli([sweep, "--format", fmt, "--out", tmp_path / f"r.{fmt}"], capsys)
     assert code == 0, err
     raw = (tmp_path / f"r.{fmt}").read_bytes()
     escaped = b"9_latin1_\\udce9t\\udce9"  # JSON escapes the undecodable bytes
@@ -540,7 +628,7 @@ def test_out_inside_a_folder_being_read_is_refused(sweep, capsys):
     result = sweep / "0_model=deep_ae,seed=0" / "metrics.json"
     before = result.read_bytes()
     for out in (result, result.parent / "report.md", sweep / "2_model=conv_ae,seed=0"):
-        code, stdout, err = run_cli([sweep, "--out", out], capsys)
+        code, _stdout, err = run_cli([sweep, "--out", out], capsys)
         assert code == 2 and err.startswith("anomaly-bench-compare: error: --out ") and "inside" in err
         assert len(err.splitlines()) == 1
     (sweep / "summary.csv").write_text("job,status\n")

@@ -1,12 +1,13 @@
 """Every config option composes and validates; every bad value fails with one clear line."""
+
 import pytest
+from conftest import compose_config
 from hydra.utils import instantiate
 
 from anomaly_bench.cli import CONF_DIR, group_options
 from anomaly_bench.config import validate
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.thresholds import ThresholdRule
-from conftest import compose_config
 
 
 @pytest.mark.parametrize("group", ["dataset", "model", "threshold", "trainer", "paths", "experiment"])
@@ -40,7 +41,11 @@ def test_threshold_options_instantiate_to_rules(option):
 def test_article_presets_carry_article_settings():
     conv = validate(compose_config(["experiment=article000_conv_ae"]))
     assert (conv.trainer.epochs, conv.trainer.batch_size, conv.trainer.optimizer, conv.trainer.learning_rate) == (
-        50, 128, "adadelta", 1.0)
+        50,
+        128,
+        "adadelta",
+        1.0,
+    )
     deep = validate(compose_config(["experiment=article000_deep_ae"]))
     assert (deep.trainer.epochs, deep.trainer.batch_size, deep.trainer.optimizer) == (100, 256, "adam")
     denoise = validate(compose_config(["experiment=article000_denoising_ae"]))
@@ -54,10 +59,23 @@ def test_article_presets_carry_article_settings():
 
 
 def test_overrides_reach_the_settings():
-    s = validate(compose_config(["dataset=fashion_mnist", "dataset.normal_classes=[5]", "trainer.epochs=3",
-                                 "threshold=val_percentile", "threshold.q=99"]))
+    s = validate(
+        compose_config(
+            [
+                "dataset=fashion_mnist",
+                "dataset.normal_classes=[5]",
+                "trainer.epochs=3",
+                "threshold=val_percentile",
+                "threshold.q=99",
+            ]
+        )
+    )
     assert (s.dataset.name, s.dataset.normal_classes, s.trainer.epochs, s.threshold["q"]) == (
-        "fashion_mnist", [5], 3, 99)
+        "fashion_mnist",
+        [5],
+        3,
+        99,
+    )
 
 
 BAD = [

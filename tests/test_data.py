@@ -1,16 +1,17 @@
 """Data layer: IDX/npz readers, source resolution order, splits (on synthetic and shipped data)."""
+
 import gzip
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_fashion, needs_mnist
 
 from anomaly_bench.data import load_raw, make_splits
 from anomaly_bench.data.readers import read_idx
 from anomaly_bench.data.split import stratified_subsample
 from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError
-from conftest import needs_fashion, needs_mnist
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -200,34 +201,41 @@ def _npz(tmp_path, **changes) -> str:
     return str(tmp_path / "d.npz")
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"y_train": np.zeros(150, np.uint8)}, "d.npz: y_train: 150 labels for 200 images"),
-    ({"y_test": np.zeros(101, np.uint8)}, "d.npz: y_test: 101 labels for 100 images"),
-    ({"x_train": np.zeros((200, 784), np.uint8)}, "d.npz: x_train: images have shape (200, 784)"),
-    ({"x_train": np.zeros((200, 28, 28, 4), np.uint8)}, "the last axis must be 1 (grey) or 3 (RGB)"),
-    ({"x_train": np.zeros((200, 3, 28, 28), np.uint8)}, "channels first"),
-    ({"x_train": np.zeros((200, 2, 28, 28, 1), np.uint8)}, "expected N x H x W or N x H x W x C"),
-    ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "holds no images"),
-    ({"x_test": np.zeros((100, 20, 20), np.uint8)}, "test images are (20, 20, 1) but training images (28, 28, 1)"),
-    ({"x_train": np.full((200, 28, 28), -0.5, np.float32)}, "float images range -0.5--0.5"),
-    ({"x_train": np.full((200, 28, 28), 300.0)}, "float images range 300-300"),
-    ({"x_train": np.full((200, 28, 28), np.nan, np.float32)}, "NaN or infinite"),
-    ({"x_train": np.full((200, 28, 28), 300, np.int16)}, "int16 images range 300-300; integer pixels must be 0-255"),
-    ({"x_train": np.zeros((200, 28, 28), bool)}, "dtype bool are not understood"),
-    ({"x_train": np.full((200, 28, 28), "a")}, "are not understood"),
-    ({"y_train": np.full(200, 0.5)}, "labels of dtype float64 are not integer class indices"),
-    ({"y_train": np.full(200, -1, np.int64)}, "class indices must be >= 0"),
-    ({"y_test": np.full(100, 10, np.int64)}, "this dataset has classes 0-9"),
-    ({"y_train": np.zeros((200, 2), np.uint8)}, "one class per image"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"y_train": np.zeros(150, np.uint8)}, "d.npz: y_train: 150 labels for 200 images"),
+        ({"y_test": np.zeros(101, np.uint8)}, "d.npz: y_test: 101 labels for 100 images"),
+        ({"x_train": np.zeros((200, 784), np.uint8)}, "d.npz: x_train: images have shape (200, 784)"),
+        ({"x_train": np.zeros((200, 28, 28, 4), np.uint8)}, "the last axis must be 1 (grey) or 3 (RGB)"),
+        ({"x_train": np.zeros((200, 3, 28, 28), np.uint8)}, "channels first"),
+        ({"x_train": np.zeros((200, 2, 28, 28, 1), np.uint8)}, "expected N x H x W or N x H x W x C"),
+        ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "holds no images"),
+        ({"x_test": np.zeros((100, 20, 20), np.uint8)}, "test images are (20, 20, 1) but training images (28, 28, 1)"),
+        ({"x_train": np.full((200, 28, 28), -0.5, np.float32)}, "float images range -0.5--0.5"),
+        ({"x_train": np.full((200, 28, 28), 300.0)}, "float images range 300-300"),
+        ({"x_train": np.full((200, 28, 28), np.nan, np.float32)}, "NaN or infinite"),
+        (
+            {"x_train": np.full((200, 28, 28), 300, np.int16)},
+            "int16 images range 300-300; integer pixels must be 0-255",
+        ),
+        ({"x_train": np.zeros((200, 28, 28), bool)}, "dtype bool are not understood"),
+        ({"x_train": np.full((200, 28, 28), "a")}, "are not understood"),
+        ({"y_train": np.full(200, 0.5)}, "labels of dtype float64 are not integer class indices"),
+        ({"y_train": np.full(200, -1, np.int64)}, "class indices must be >= 0"),
+        ({"y_test": np.full(100, 10, np.int64)}, "this dataset has classes 0-9"),
+        ({"y_train": np.zeros((200, 2), np.uint8)}, "one class per image"),
+    ],
+)
 def test_malformed_npz_arrays_are_refused_naming_file_and_array(tmp_path, changes, message):
     with pytest.raises(BadDataError) as info:
         load_raw("mnist", "explicit", _npz(tmp_path, **changes))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("dtype, scale", [("float32", 1 / 255), ("float64", 1 / 255), ("float32", 1.0),
-                                          ("int64", 1), ("uint16", 1)])
+@pytest.mark.parametrize(
+    "dtype, scale", [("float32", 1 / 255), ("float64", 1 / 255), ("float32", 1.0), ("int64", 1), ("uint16", 1)]
+)
 def test_float_and_wide_integer_images_convert_to_the_same_uint8(tmp_path, dtype, scale):
     arrays = synthetic_arrays()
     converted = {k: (v.astype(dtype) * scale if k.startswith("x") else v) for k, v in arrays.items()}
@@ -266,11 +274,14 @@ def test_npz_whose_array_cannot_be_reshaped_is_bad_data(tmp_path):
         load_raw("mnist", "explicit", str(path))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.mkdir(), "is an empty folder, not an IDX folder or .npz"),
-    (lambda p: p.write_text("hello"), "is a file, not an IDX folder or .npz"),
-    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "holds no complete set of IDX files (missing"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.mkdir(), "is an empty folder, not an IDX folder or .npz"),
+        (lambda p: p.write_text("hello"), "is a file, not an IDX folder or .npz"),
+        (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "holds no complete set of IDX files (missing"),
+    ],
+)
 def test_existing_paths_are_not_reported_as_not_found(isolated, make, message):
     target = isolated / "data"
     make(target)
@@ -298,18 +309,25 @@ def test_classes_by_name_and_rest_over_the_datasets_own_classes(synthetic_raw):
 
 # ---------------------------------------------------------------- checks that need the data's size run before the folder
 @needs_mnist
-@pytest.mark.parametrize("overrides, message", [
-    (["model=knn", "model.k=100000"], "model.k=100000 exceeds the 270 training images"),
-    (["model=pca", "model.n_components=500"], "model.n_components=500 exceeds the 270 training images"),
-    (["model=ocsvm", "model.pca_components=500"], "model.pca_components=500 exceeds the 270 training images"),
-    (["model=ensemble", "model.members.knn.k=1000"], "model.members.knn.k=1000 exceeds the 270 training images"),
-    (["model=deep_ae", "dataset.max_train=5"], "dataset.val_fraction=0.1 of 5 normal training images rounds to 0"),
-    (["model=pca", "dataset.val_fraction=0.0001"], "rounds to 0 validation images, but threshold=val_mean_std needs"),
-    (["model=ensemble", "dataset.max_train=12"], "at least 2 normal images are held out"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=knn", "model.k=100000"], "model.k=100000 exceeds the 270 training images"),
+        (["model=pca", "model.n_components=500"], "model.n_components=500 exceeds the 270 training images"),
+        (["model=ocsvm", "model.pca_components=500"], "model.pca_components=500 exceeds the 270 training images"),
+        (["model=ensemble", "model.members.knn.k=1000"], "model.members.knn.k=1000 exceeds the 270 training images"),
+        (["model=deep_ae", "dataset.max_train=5"], "dataset.val_fraction=0.1 of 5 normal training images rounds to 0"),
+        (
+            ["model=pca", "dataset.val_fraction=0.0001"],
+            "rounds to 0 validation images, but threshold=val_mean_std needs",
+        ),
+        (["model=ensemble", "dataset.max_train=12"], "at least 2 normal images are held out"),
+    ],
+)
 def test_settings_the_data_size_rules_out_fail_before_the_run_folder(tmp_path, overrides, message):
-    from anomaly_bench.run import run
     from conftest import compose_config
+
+    from anomaly_bench.run import run
 
     cfg = compose_config(["dataset.max_train=300", "dataset.max_test=100", *overrides])
     with pytest.raises(ConfigError) as info:

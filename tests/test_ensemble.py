@@ -1,4 +1,5 @@
 """The score ensemble: standardisation by hand, bad settings, a tiny real run of knn + transform_classifier."""
+
 import json
 import os
 import subprocess
@@ -10,13 +11,13 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config, needs_mnist
+from test_baselines import ONE_VS_ZERO, check_contract
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector, FitResult
 from anomaly_bench.models.ensemble import ScoreEnsemble, merge_histories, standardisation
 from anomaly_bench.run import run
-from conftest import compose_config, needs_mnist
-from test_baselines import ONE_VS_ZERO, check_contract
 
 
 class Linear(Detector):
@@ -28,7 +29,9 @@ class Linear(Detector):
 
     def fit(self, splits, trainer) -> FitResult:
         self.fitted = True
-        history = pd.DataFrame({"epoch": range(1, self.epochs + 1), "loss": [1.0 / e for e in range(1, self.epochs + 1)]})
+        history = pd.DataFrame(
+            {"epoch": range(1, self.epochs + 1), "loss": [1.0 / e for e in range(1, self.epochs + 1)]}
+        )
         return FitResult(history=history, info={"slope": self.slope})
 
     def score(self, images: np.ndarray) -> np.ndarray:
@@ -51,21 +54,24 @@ def fitted(*members: Detector, combine: str = "mean") -> ScoreEnsemble:
 
 
 def test_standardisation_by_hand():
-    assert standardisation(np.array([0.0, 1.0, 2.0, 3.0])) == pytest.approx((1.5, 1.25 ** 0.5))
+    assert standardisation(np.array([0.0, 1.0, 2.0, 3.0])) == pytest.approx((1.5, 1.25**0.5))
     assert standardisation(np.array([7.0, 7.0])) == (7.0, 1.0)  # constant scores: no division by zero
 
 
 def test_members_on_different_scales_count_equally():
     ensemble = fitted(Linear("a", 1.0), Linear("b", 1000.0, 50.0))
-    assert ensemble.scale == {"a": pytest.approx((1.5, 1.25 ** 0.5)), "b": pytest.approx((1550.0, 1000 * 1.25 ** 0.5))}
-    np.testing.assert_allclose(ensemble.score(pixels(4, 1.5)), [5 ** 0.5, 0.0], atol=1e-6)
+    assert ensemble.scale == {"a": pytest.approx((1.5, 1.25**0.5)), "b": pytest.approx((1550.0, 1000 * 1.25**0.5))}
+    np.testing.assert_allclose(ensemble.score(pixels(4, 1.5)), [5**0.5, 0.0], atol=1e-6)
 
 
 def test_opposite_members_cancel_in_the_mean_and_not_in_the_max():
     images = pixels(4, 0, 1.5)
     np.testing.assert_allclose(fitted(Linear("a", 1.0), Linear("b", -2.0, 7.0)).score(images), [0, 0, 0], atol=1e-6)
-    np.testing.assert_allclose(fitted(Linear("a", 1.0), Linear("b", -2.0, 7.0), combine="max").score(images),
-                               [5 ** 0.5, 1.5 / 1.25 ** 0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        fitted(Linear("a", 1.0), Linear("b", -2.0, 7.0), combine="max").score(images),
+        [5**0.5, 1.5 / 1.25**0.5, 0.0],
+        atol=1e-6,
+    )
 
 
 def test_every_member_is_fitted_and_histories_are_merged_by_epoch():
@@ -75,39 +81,66 @@ def test_every_member_is_fitted_and_histories_are_merged_by_epoch():
     assert a.fitted and b.fitted
     assert list(fit.history.columns) == ["epoch", "a/loss", "b/loss"] and list(fit.history.epoch) == [1, 2, 3]
     assert np.isnan(fit.history["a/loss"].iloc[2]) and fit.history["b/loss"].iloc[2] == pytest.approx(1 / 3)
-    assert fit.info["member_fit"]["b"] == {"slope": 2.0, "val_mean": 3.0, "val_std": pytest.approx(2 * 1.25 ** 0.5)}
+    assert fit.info["member_fit"]["b"] == {"slope": 2.0, "val_mean": 3.0, "val_std": pytest.approx(2 * 1.25**0.5)}
     assert merge_histories({"a": pd.DataFrame(), "b": pd.DataFrame()}).empty
 
 
-@pytest.mark.parametrize("members, combine, message", [
-    ({"a": Linear("a", 1.0)}, "mean", "model.members has 1 detector(s); an ensemble needs at least 2"),
-    ({"a": Linear("a", 1.0), "b": {"k": 3}}, "mean", "model.members.b must be a model config with a _target_ detector"),
-    ({"a": Linear("a", 1.0), "b": Linear("b", 2.0)}, "median", "model.combine='median' is not allowed; choose one of: mean, max"),
-])
+@pytest.mark.parametrize(
+    "members, combine, message",
+    [
+        ({"a": Linear("a", 1.0)}, "mean", "model.members has 1 detector(s); an ensemble needs at least 2"),
+        (
+            {"a": Linear("a", 1.0), "b": {"k": 3}},
+            "mean",
+            "model.members.b must be a model config with a _target_ detector",
+        ),
+        (
+            {"a": Linear("a", 1.0), "b": Linear("b", 2.0)},
+            "median",
+            "model.combine='median' is not allowed; choose one of: mean, max",
+        ),
+    ],
+)
 def test_bad_ensembles_are_config_errors(members, combine, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ScoreEnsemble("ensemble", members, combine).check((1, 1, 1))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["dataset.val_fraction=0", "threshold=train_mean"], "dataset.val_fraction=0 but model=ensemble needs validation images"),
-    (["~model.members.knn"], "model.members has 1 detector(s)"),
-    (["model.members.knn.k=0"], "model.members.knn.k=0 must be a positive number"),
-    (["model.members.transform_classifier.n_transforms=80"],
-     "model.members.transform_classifier.n_transforms=80 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["dataset.val_fraction=0", "threshold=train_mean"],
+            "dataset.val_fraction=0 but model=ensemble needs validation images",
+        ),
+        (["~model.members.knn"], "model.members has 1 detector(s)"),
+        (["model.members.knn.k=0"], "model.members.knn.k=0 must be a positive number"),
+        (
+            ["model.members.transform_classifier.n_transforms=80"],
+            "model.members.transform_classifier.n_transforms=80 is not allowed",
+        ),
+    ],
+)
 def test_bad_settings_stop_before_data_is_loaded(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        run(compose_config(["model=ensemble", *overrides, "dataset.path=/nonexistent", "dataset.source=explicit"]),
-            tmp_path)
+        run(
+            compose_config(["model=ensemble", *overrides, "dataset.path=/nonexistent", "dataset.source=explicit"]),
+            tmp_path,
+        )
     assert not (tmp_path / "metrics.json").exists()
 
 
 def test_cli_exits_2_for_a_lone_member(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     env.pop("HYDRA_FULL_ERROR", None)
-    result = subprocess.run([sys.executable, "-m", "anomaly_bench", "model=ensemble", "~model.members.knn",
-                             "paths.output_dir=out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", "model=ensemble", "~model.members.knn", "paths.output_dir=out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "model.members has 1 detector(s)" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()[-1]) < 300 and "Traceback" not in result.stderr
     assert not list((tmp_path / "out").rglob("metrics.json"))
@@ -116,8 +149,11 @@ def test_cli_exits_2_for_a_lone_member(tmp_path):
 @needs_mnist
 def test_knn_and_transform_classifier_tiny_run(tmp_path):
     metrics = run(compose_config(["model=ensemble", "trainer.epochs=2"] + ONE_VS_ZERO), tmp_path)
-    members = ["members/knn/knn_reference.npz", "members/transform_classifier/model.keras",
-               "members/transform_classifier/dirichlet.npz"]
+    members = [
+        "members/knn/knn_reference.npz",
+        "members/transform_classifier/model.keras",
+        "members/transform_classifier/dirichlet.npz",
+    ]
     check_contract(tmp_path, metrics, ["ensemble.json", "member_scores.csv", "history.csv", *members], 0.95)
     assert set(metrics["members"]) == {"knn", "transform_classifier"} and metrics["combine"] == "mean"
     assert metrics["n_params"] == metrics["members"]["transform_classifier"]["n_params"] > 0
@@ -134,8 +170,15 @@ def test_knn_and_transform_classifier_tiny_run(tmp_path):
 def test_members_are_added_and_removed_with_config_group_overrides():
     from hydra.utils import instantiate
 
-    cfg = compose_config(["model=ensemble", "~model.members.knn", "+model@model.members.pca=pca",
-                          "+model@model.members.ae=deep_ae", "model.members.pca.n_components=8"])
+    cfg = compose_config(
+        [
+            "model=ensemble",
+            "~model.members.knn",
+            "+model@model.members.pca=pca",
+            "+model@model.members.ae=deep_ae",
+            "model.members.pca.n_components=8",
+        ]
+    )
     ensemble = instantiate(cfg.model, _convert_="all")
     ensemble.check((28, 28, 1))
     assert list(ensemble.members) == ["transform_classifier", "pca", "ae"]

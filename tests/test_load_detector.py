@@ -1,10 +1,12 @@
 """Every model of the zoo: a tiny run, then load_detector on its folder gives back scores.csv and its flags."""
+
 import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CONF_DIR, compose_config, needs_mnist
 from PIL import Image
 from sklearn.covariance import EllipticEnvelope
 
@@ -15,16 +17,26 @@ from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.classical import PixelDetector
 from anomaly_bench.run import run
 from anomaly_bench.run_folder import DETECTOR_FILE, METRICS_FILE
-from conftest import CONF_DIR, compose_config, needs_mnist
 
-SMALL = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=200",
-         "dataset.max_test=120", "trainer.epochs=1", "trainer.batch_size=64"]
+SMALL = [
+    "dataset.normal_classes=[1]",
+    "dataset.anomaly_classes=[0]",
+    "dataset.max_train=200",
+    "dataset.max_test=120",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+]
 # Every model YAML, so a model added to conf/model/ is covered without touching this file,
 # plus the variants whose saved state differs (encoder features, PCA first, f-AnoGAN encoder).
 VARIANTS = {
     "anogan": ["model.search_steps=3", "model.sample_every=0", "model.checkpoint_every=0"],
-    "anogan_encoder": ["model=anogan", "model.scoring=encoder", "model.encoder_epochs=1", "model.sample_every=0",
-                       "model.checkpoint_every=0"],
+    "anogan_encoder": [
+        "model=anogan",
+        "model.scoring=encoder",
+        "model.encoder_epochs=1",
+        "model.sample_every=0",
+        "model.checkpoint_every=0",
+    ],
     "knn_encoder": ["model=knn", "model.features=encoder"],
     "ocsvm_pca": ["model=ocsvm", "model.pca_components=10"],
     "isolation_forest_pca": ["model=isolation_forest", "model.pca_components=10"],
@@ -34,8 +46,10 @@ VARIANTS = {
 N_PNG = 16
 # Variants whose load path another case already covers: run with `pytest -m slow`.
 SLOW = {"ocsvm_pca", "transform_classifier_cross_entropy", "ensemble_with_pca"}
-CASES = [pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
-         for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))]
+CASES = [
+    pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
+    for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
+]
 
 
 def overrides_for(case: str) -> list[str]:
@@ -55,7 +69,9 @@ def export_png(images: np.ndarray, index, folder) -> None:
     """Test images as 8-bit PNG files named in scores.csv order."""
     folder.mkdir()
     for i, (image, source_index) in enumerate(zip(images, index)):
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i:03d}_test{source_index}.png")
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+            folder / f"{i:03d}_test{source_index}.png"
+        )
 
 
 def assert_same_decisions(trained, scores: np.ndarray, expected: pd.DataFrame) -> None:
@@ -100,8 +116,9 @@ def test_a_copied_folder_is_the_same_detector_and_refuses_an_unfinished_run(tmp_
     shutil.copytree(tmp_path / "run", tmp_path / "copy")
     trained = anomaly_bench.load_detector(tmp_path / "copy")
     expected = pd.read_csv(tmp_path / "copy" / "scores.csv")
-    assert_same_decisions(trained, trained.score(trained.prepare(rebuilt_test_images(tmp_path / "copy", expected["index"]))),
-                          expected)
+    assert_same_decisions(
+        trained, trained.score(trained.prepare(rebuilt_test_images(tmp_path / "copy", expected["index"]))), expected
+    )
     # A run still working (or killed) is not a detector.
     metrics = json.loads((tmp_path / "copy" / METRICS_FILE).read_text())
     for status in ("running", "failed"):

@@ -1,9 +1,9 @@
 """benchmarks/one_class.py: which sweeps "--models all" plans, and the table it builds from run folders."""
+
 import importlib.util
 from pathlib import Path
 
 import pytest
-
 from conftest import CONF_DIR
 from test_compare import config_with, write_run
 
@@ -19,8 +19,10 @@ def one_class():
 
 
 def test_all_is_every_model_but_the_supervised_one_and_anogan_on_a_budget(one_class):
-    plan = {model: (label, overrides) for model, label, overrides in one_class.planned_runs(
-        one_class.parse_args(["--models", "all"]))}
+    plan = {
+        model: (label, overrides)
+        for model, label, overrides in one_class.planned_runs(one_class.parse_args(["--models", "all"]))
+    }
     assert set(plan) == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")} - {"cnn_classifier"}
     assert plan["knn"] == ("knn", []) and plan["ensemble"] == ("ensemble", [])
     label, overrides = plan["anogan"]
@@ -38,11 +40,16 @@ def test_table_has_per_class_means_over_seeds_and_the_published_rows(one_class, 
     runs = tmp_path / "runs" / "test" / "mnist" / "knn"
     for seed in (0, 1):
         for cls in range(10):
-            write_run(runs / f"{seed * 10 + cls}_c{cls}_s{seed}",
-                      config_with(dataset__normal_classes=[cls], trainer__seed=seed, model__name="knn"),
-                      auroc=0.90 + 0.01 * cls + 0.02 * seed, total=3.0 + seed, seed=seed)
-    one_class.main(["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"),
-                    "--results", str(tmp_path / "results")])
+            write_run(
+                runs / f"{seed * 10 + cls}_c{cls}_s{seed}",
+                config_with(dataset__normal_classes=[cls], trainer__seed=seed, model__name="knn"),
+                auroc=0.90 + 0.01 * cls + 0.02 * seed,
+                total=3.0 + seed,
+                seed=seed,
+            )
+    one_class.main(
+        ["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    )
     lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
     (ours,) = [line for line in lines if line.startswith("| **knn**")]
     cells = [c.strip() for c in ours.strip("|").split("|")]
@@ -55,15 +62,23 @@ def test_table_has_per_class_means_over_seeds_and_the_published_rows(one_class, 
 def test_ensemble_members_get_their_own_rows_from_member_scores(one_class, tmp_path):
     runs = tmp_path / "runs" / "test" / "mnist" / "ensemble"
     for cls in range(10):
-        folder = write_run(runs / f"{cls}_c{cls}", config_with(dataset__normal_classes=[cls], model__name="ensemble"),
-                           auroc=0.99, seed=0)
+        folder = write_run(
+            runs / f"{cls}_c{cls}",
+            config_with(dataset__normal_classes=[cls], model__name="ensemble"),
+            auroc=0.99,
+            seed=0,
+        )
         # member a ranks every anomaly above every normal image, member b three (normal, anomaly) pairs in four
         (folder / "member_scores.csv").write_text("label,z_a,z_b,ensemble\n0,0,0,0\n0,1,2,1\n1,2,1,2\n1,3,3,3\n")
-    one_class.main(["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"),
-                    "--results", str(tmp_path / "results")])
+    one_class.main(
+        ["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    )
     lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines
-            if line.startswith("| **ensemble")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if line.startswith("| **ensemble")
+    }
     assert set(rows) == {"**ensemble**", "**ensemble: a alone**", "**ensemble: b alone**"}
     assert rows["**ensemble: a alone**"][1:12] == ["100.0"] * 10 + ["**100.0**"]
     assert rows["**ensemble: b alone**"][11] == "**75.0**"
@@ -72,10 +87,25 @@ def test_ensemble_members_get_their_own_rows_from_member_scores(one_class, tmp_p
 def test_table_of_a_folder_dataset_has_its_class_names_as_columns(one_class, tmp_path):
     runs = tmp_path / "runs" / "test" / "folder" / "pca"
     for cls, (name, index) in enumerate([("trouser", 9), ("bag", 1), ("t-shirt", 8)]):
-        write_run(runs / f"{cls}_{name}", config_with(dataset__normal_classes=[name], model__name="pca"),
-                  auroc=0.8 + 0.05 * cls, seed=0, normal_classes=[index], data={"normal_class_names": [name]})
-    one_class.main(["--dataset", "folder", "--table-only", "--runs", str(tmp_path / "runs"),
-                    "--results", str(tmp_path / "results")])
+        write_run(
+            runs / f"{cls}_{name}",
+            config_with(dataset__normal_classes=[name], model__name="pca"),
+            auroc=0.8 + 0.05 * cls,
+            seed=0,
+            normal_classes=[index],
+            data={"normal_class_names": [name]},
+        )
+    one_class.main(
+        [
+            "--dataset",
+            "folder",
+            "--table-only",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
     lines = (tmp_path / "results" / "one_class_folder.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| method"))
     assert [c.strip() for c in header.strip("|").split("|")][1:5] == ["bag", "t-shirt", "trouser", "mean"]

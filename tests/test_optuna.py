@@ -1,5 +1,6 @@
 """Honest hyperparameter search: a validation AUROC on held-out training images, and Hydra's
 real Optuna sweeper plugin (installed by the test extra) surviving a failed trial."""
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import CONF_DIR, REPO, compose_config, needs_mnist
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -23,7 +25,6 @@ from anomaly_bench.data.validation import validation_anomalies, validation_auroc
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.run import run
 from anomaly_bench.sweep.job import failed_trial_value
-from conftest import CONF_DIR, REPO, compose_config, needs_mnist
 
 TINY_PCA = ["model=pca", "dataset.max_train=300", "dataset.max_test=300"]
 
@@ -32,8 +33,14 @@ def synthetic_raw(n_per_class: int = 50) -> RawDataset:
     rng = np.random.default_rng(0)
     y_train = np.repeat(np.arange(10), n_per_class)
     y_test = np.repeat(np.arange(10), 5)
-    return RawDataset(rng.integers(0, 256, (len(y_train), 28, 28, 1), dtype=np.uint8), y_train,
-                      rng.integers(0, 256, (len(y_test), 28, 28, 1), dtype=np.uint8), y_test, "synthetic", "memory")
+    return RawDataset(
+        rng.integers(0, 256, (len(y_train), 28, 28, 1), dtype=np.uint8),
+        y_train,
+        rng.integers(0, 256, (len(y_test), 28, 28, 1), dtype=np.uint8),
+        y_test,
+        "synthetic",
+        "memory",
+    )
 
 
 def test_validation_auroc_counts_ordered_pairs():
@@ -84,9 +91,15 @@ def test_optimized_metric_defaults_to_val_auroc():
     assert validate(compose_config([])).optimized_metric == "val_auroc"
 
 
-@pytest.mark.parametrize("direction, expected", [
-    ("maximize", 0.0), ("minimize", 1.0), (["maximize"], 0.0), (None, math.nan),
-])
+@pytest.mark.parametrize(
+    "direction, expected",
+    [
+        ("maximize", 0.0),
+        ("minimize", 1.0),
+        (["maximize"], 0.0),
+        (None, math.nan),
+    ],
+)
 def test_failed_trial_value_is_the_worst_for_the_direction(direction, expected):
     hydra_cfg = OmegaConf.create({"sweeper": {"direction": direction}} if direction else {"sweeper": {}})
     value = failed_trial_value(hydra_cfg)
@@ -111,14 +124,27 @@ def test_hparams_search_presets_optimise_validation_auroc(preset, model):
 def optuna_search(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "anomaly_bench", "-m", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", "-m", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @needs_mnist
 def test_real_optuna_search_survives_a_failed_trial(tmp_path):
-    result = optuna_search("hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.direction=maximize",
-                           "model.n_components=choice(0,16)", *TINY_PCA, "hydra.sweep.dir=search", cwd=tmp_path)
+    result = optuna_search(
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.direction=maximize",
+        "model.n_components=choice(0,16)",
+        *TINY_PCA,
+        "hydra.sweep.dir=search",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr[-3000:]  # a job failed: the sweep says so, after finishing
     best = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text())
     summary = pd.read_csv(tmp_path / "search" / "summary.csv")
@@ -132,8 +158,9 @@ def test_real_optuna_search_survives_a_failed_trial(tmp_path):
 
 @needs_mnist
 def test_pca_search_preset_runs_and_picks_the_best_validation_auroc(tmp_path):
-    result = optuna_search("hparams_search=pca_optuna", "hydra.sweeper.n_trials=2", *TINY_PCA[1:],
-                           "hydra.sweep.dir=search", cwd=tmp_path)
+    result = optuna_search(
+        "hparams_search=pca_optuna", "hydra.sweeper.n_trials=2", *TINY_PCA[1:], "hydra.sweep.dir=search", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text())
     summary = pd.read_csv(tmp_path / "search" / "summary.csv")

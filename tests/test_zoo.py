@@ -1,4 +1,5 @@
 """The model zoo beyond the autoencoders: settings checks, saved models, tiny real runs (MNIST 1 vs 0)."""
+
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import CONF_DIR, compose_config, needs_mnist
 from hydra.utils import instantiate
 from sklearn.covariance import EllipticEnvelope
 from sklearn.svm import OneClassSVM
@@ -21,10 +23,14 @@ from anomaly_bench.models.deep_svdd import adjust_center
 from anomaly_bench.models.estimators import SavedOneClassSVM, save_estimator
 from anomaly_bench.models.vae import ConvVAE
 from anomaly_bench.run import run
-from conftest import CONF_DIR, compose_config, needs_mnist
 
-EASY_PAIR = ["dataset.normal_classes=[1]", "dataset.anomaly_classes=[0]", "dataset.max_train=500",
-             "dataset.max_test=300", "trainer.batch_size=64"]
+EASY_PAIR = [
+    "dataset.normal_classes=[1]",
+    "dataset.anomaly_classes=[0]",
+    "dataset.max_train=500",
+    "dataset.max_test=300",
+    "trainer.batch_size=64",
+]
 
 
 def build(model: str, *overrides: str):
@@ -33,24 +39,27 @@ def build(model: str, *overrides: str):
     return detector
 
 
-@pytest.mark.parametrize("model, override, key", [
-    ("ocsvm", "model.estimator.nu=-0.1", "'nu' parameter"),
-    ("ae_ocsvm", "model.estimator.gamma=-1.0", "'gamma' parameter"),
-    ("isolation_forest", "model.estimator.n_estimators=0", "'n_estimators' parameter"),
-    ("ocsvm", "model.pca_components=0", "model.pca_components=0"),
-    ("isolation_forest", "model.pca_components=785", "model.pca_components=785"),
-    ("vae", "model.latent_dim=0", "model.latent_dim=0"),
-    ("vae", "model.score=bce", "model.score='bce'"),
-    ("vae", "model.filters=[8,8,8]", "must divide by 8"),
-    ("vae", "model.beta=-1.0", "model.beta=-1.0"),
-    ("ae_ocsvm", "model.autoencoder.encoder.3.units=0", "model.encoder[3]"),
-    ("ae_ocsvm", "model.standardize_codes=sometimes", "model.standardize_codes='sometimes'"),
-    ("deep_svdd", "model.rep_dim=0", "model.rep_dim=0"),
-    ("deep_svdd", "model.eps=0.0", "model.eps=0.0"),
-    ("deep_svdd", "model.pretrain_epochs=-1", "model.pretrain_epochs=-1"),
-    ("cnn_classifier", "model.validation_split=1.0", "model.validation_split=1.0"),
-    ("cnn_classifier", "model.class_weight=auto", "model.class_weight='auto'"),
-])
+@pytest.mark.parametrize(
+    "model, override, key",
+    [
+        ("ocsvm", "model.estimator.nu=-0.1", "'nu' parameter"),
+        ("ae_ocsvm", "model.estimator.gamma=-1.0", "'gamma' parameter"),
+        ("isolation_forest", "model.estimator.n_estimators=0", "'n_estimators' parameter"),
+        ("ocsvm", "model.pca_components=0", "model.pca_components=0"),
+        ("isolation_forest", "model.pca_components=785", "model.pca_components=785"),
+        ("vae", "model.latent_dim=0", "model.latent_dim=0"),
+        ("vae", "model.score=bce", "model.score='bce'"),
+        ("vae", "model.filters=[8,8,8]", "must divide by 8"),
+        ("vae", "model.beta=-1.0", "model.beta=-1.0"),
+        ("ae_ocsvm", "model.autoencoder.encoder.3.units=0", "model.encoder[3]"),
+        ("ae_ocsvm", "model.standardize_codes=sometimes", "model.standardize_codes='sometimes'"),
+        ("deep_svdd", "model.rep_dim=0", "model.rep_dim=0"),
+        ("deep_svdd", "model.eps=0.0", "model.eps=0.0"),
+        ("deep_svdd", "model.pretrain_epochs=-1", "model.pretrain_epochs=-1"),
+        ("cnn_classifier", "model.validation_split=1.0", "model.validation_split=1.0"),
+        ("cnn_classifier", "model.class_weight=auto", "model.class_weight='auto'"),
+    ],
+)
 def test_bad_settings_fail_in_check_with_one_line(model, override, key):
     with pytest.raises(ConfigError) as info:
         build(model, override)
@@ -61,7 +70,16 @@ def test_bad_settings_fail_in_check_with_one_line(model, override, key):
 def test_architectures_follow_the_articles():
     classifier = build("cnn_classifier").model
     assert [type(l).__name__ for l in classifier.layers[1:]] == [
-        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Activation", "Dropout", "Flatten", "Dense", "Dense"]
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Activation",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
     assert classifier.output.shape[1:] == (2,)
     article = build("article002_ae_ocsvm")
     ae = article.autoencoder
@@ -89,14 +107,15 @@ def test_vae_scores_are_the_per_image_objective_or_reconstruction_error(score):
     detector.model = ConvVAE((28, 28, 1), detector.filters, latent_dim=3, seed=0)
     x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
     mean, log_var = (np.asarray(a, dtype=np.float64) for a in detector.model.encoder.predict(x, verbose=0))
-    r = np.clip(np.asarray(detector.model.decoder.predict(mean.astype("float32"), verbose=0), dtype=np.float64),
-                1e-7, 1 - 1e-7)
+    r = np.clip(
+        np.asarray(detector.model.decoder.predict(mean.astype("float32"), verbose=0), dtype=np.float64), 1e-7, 1 - 1e-7
+    )
     flat_x, flat_r = x.reshape(4, -1), r.reshape(4, -1)
     if score == "mse":
         expected = ((flat_x - flat_r) ** 2).mean(axis=1)
     else:
         bce = -(flat_x * np.log(flat_r) + (1 - flat_x) * np.log(1 - flat_r)).sum(axis=1)
-        expected = bce - 0.5 * (1 + log_var - mean ** 2 - np.exp(log_var)).sum(axis=1)
+        expected = bce - 0.5 * (1 + log_var - mean**2 - np.exp(log_var)).sum(axis=1)
     np.testing.assert_allclose(detector.score(x), expected, rtol=1e-4)
 
 
@@ -105,10 +124,13 @@ def swept_models(preset: str) -> list[str]:
     return params["model"].split(",")
 
 
-@pytest.mark.parametrize("preset, models", [
-    ("article001_cnn_vs_cae", ["cnn_classifier", "article001_cae"]),
-    ("article002_ae_ocsvm_vs_ocsvm", ["article002_ae_ocsvm", "ae_ocsvm", "ocsvm"]),
-])
+@pytest.mark.parametrize(
+    "preset, models",
+    [
+        ("article001_cnn_vs_cae", ["cnn_classifier", "article001_cae"]),
+        ("article002_ae_ocsvm_vs_ocsvm", ["article002_ae_ocsvm", "ae_ocsvm", "ocsvm"]),
+    ],
+)
 def test_article_presets_sweep_models_that_each_compose_with_the_preset(preset, models):
     assert swept_models(preset) == models
     for model in models:
@@ -120,15 +142,17 @@ def test_article_presets_sweep_models_that_each_compose_with_the_preset(preset, 
             assert (settings.trainer.epochs, settings.trainer.batch_size, cfg.threshold.name) == (20, 32, "train_mean")
         else:
             assert (settings.dataset.name, settings.dataset.normal_classes, settings.dataset.anomaly_classes) == (
-                "fashion_mnist", [5], [7])
+                "fashion_mnist",
+                [5],
+                [7],
+            )
             assert (settings.trainer.epochs, cfg.threshold.name, cfg.threshold.value) == (50, "fixed", 0.0)
     if preset.startswith("article001"):
         assert compose_config([f"experiment={preset}", "model=article001_cae"]).model.score == "sse"
 
 
 def test_center_coordinates_near_zero_move_to_eps():
-    np.testing.assert_allclose(adjust_center(np.array([0.05, -0.05, 0.0, 0.5, -2.0]), 0.1),
-                               [0.1, -0.1, 0.1, 0.5, -2.0])
+    np.testing.assert_allclose(adjust_center(np.array([0.05, -0.05, 0.0, 0.5, -2.0]), 0.1), [0.1, -0.1, 0.1, 0.5, -2.0])
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "linear", "poly"])
@@ -137,8 +161,12 @@ def test_saved_one_class_svm_reproduces_decision_function(tmp_path, kernel):
     svm = OneClassSVM(kernel=kernel, nu=0.3, gamma="scale").fit(rng.normal(size=(200, 5)))
     assert save_estimator(svm, tmp_path, "svm") == ["svm.npz", "svm.json"]
     queries = rng.normal(size=(50, 5))
-    np.testing.assert_allclose(SavedOneClassSVM.load(tmp_path, "svm").decision_function(queries),
-                               svm.decision_function(queries), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        SavedOneClassSVM.load(tmp_path, "svm").decision_function(queries),
+        svm.decision_function(queries),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 def test_estimator_without_plain_form_is_not_written_and_metrics_say_why(tmp_path):
@@ -150,18 +178,37 @@ def test_estimator_without_plain_form_is_not_written_and_metrics_say_why(tmp_pat
 
 # model, extra overrides, files that must exist, files that must not, keras model file
 ZOO = [
-    ("cnn_classifier", ["trainer.epochs=3", "model.class_weight=balanced"],
-     ["history.csv", "training_curve.png", "model.keras"], ["reconstructions.png"], True),
+    (
+        "cnn_classifier",
+        ["trainer.epochs=3", "model.class_weight=balanced"],
+        ["history.csv", "training_curve.png", "model.keras"],
+        ["reconstructions.png"],
+        True,
+    ),
     ("vae", ["trainer.epochs=2"], ["history.csv", "latent.png", "reconstructions.png", "model.keras"], [], True),
     # A few hundred steps take the autoencoder past the "mean image" plateau.
-    ("ae_ocsvm", ["trainer.epochs=20", "trainer.batch_size=16"],
-     ["history.csv", "reconstructions.png", "model.keras", "estimator.npz", "estimator.json", "code_scaler.npz"],
-     ["latent.png"], True),
+    (
+        "ae_ocsvm",
+        ["trainer.epochs=20", "trainer.batch_size=16"],
+        ["history.csv", "reconstructions.png", "model.keras", "estimator.npz", "estimator.json", "code_scaler.npz"],
+        ["latent.png"],
+        True,
+    ),
     ("ocsvm", [], ["estimator.npz", "estimator.json"], ["history.csv", "reconstructions.png", "model.keras"], False),
-    ("isolation_forest", ["model.pca_components=20"], ["pca.npz", "reconstructions.png", "estimator.npz"],
-     ["history.csv", "model.keras"], False),
-    ("deep_svdd", ["trainer.epochs=2", "model.pretrain_epochs=1"], ["history.csv", "model.keras"],
-     ["reconstructions.png"], True),
+    (
+        "isolation_forest",
+        ["model.pca_components=20"],
+        ["pca.npz", "reconstructions.png", "estimator.npz"],
+        ["history.csv", "model.keras"],
+        False,
+    ),
+    (
+        "deep_svdd",
+        ["trainer.epochs=2", "model.pretrain_epochs=1"],
+        ["history.csv", "model.keras"],
+        ["reconstructions.png"],
+        True,
+    ),
 ]
 
 
@@ -214,14 +261,29 @@ def test_tiny_run_writes_the_contract_and_beats_chance(tmp_path, model, override
 
 def cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "anomaly_bench", *args, f"paths.output_dir={tmp_path}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly_bench", *args, f"paths.output_dir={tmp_path}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["model=ocsvm", "model.estimator.nu=-0.5"], "'nu' parameter of OneClassSVM must be a float in the range (0.0, 1.0]"),
-    (["model=cnn_classifier", "dataset.labelled_anomalies=0"], "dataset.labelled_anomalies=0 but model=cnn_classifier"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["model=ocsvm", "model.estimator.nu=-0.5"],
+            "'nu' parameter of OneClassSVM must be a float in the range (0.0, 1.0]",
+        ),
+        (
+            ["model=cnn_classifier", "dataset.labelled_anomalies=0"],
+            "dataset.labelled_anomalies=0 but model=cnn_classifier",
+        ),
+    ],
+)
 def test_cli_bad_model_settings_exit_2_with_one_line(tmp_path, args, expected):
     result = cli(tmp_path, *args)
     assert result.returncode == 2, result.stderr[-2000:]

@@ -4,6 +4,7 @@ Exit codes: 0 when a table was written (problem folders are listed, never fatal)
 run folder was found or none matched the filters, 2 for a bad option value or an --out inside a
 run folder being read (one line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,6 +63,7 @@ def _count(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
         return value
+
     return parse
 
 
@@ -76,34 +78,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
         description="Compare anomaly-bench run folders: one row per run with the config keys that differ, "
-                    "the main metrics, status and duration; optional grouping and an HTML report. "
-                    "Folders are only read, never written.",
+        "the main metrics, status and duration; optional grouping and an HTML report. "
+        "Folders are only read, never written.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="run folders, sweep/output folders (searched recursively) or globs")
-    parser.add_argument("--sort", metavar="KEY",
-                        help="sort by a column: metrics and counts best-first, config keys ascending")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="run folders, sweep/output folders (searched recursively) or globs"
+    )
+    parser.add_argument(
+        "--sort", metavar="KEY", help="sort by a column: metrics and counts best-first, config keys ascending"
+    )
     parser.add_argument("--reverse", action="store_true", help="reverse the --sort order")
-    parser.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
-                        help="config keys (e.g. model.name): mean ± std and count n over the runs of each group")
-    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep runs whose KEY equals VALUE (repeatable; the same KEY twice means either value)")
-    parser.add_argument("--metrics", type=_metric_list, default=list(MAIN_METRICS), metavar="A,B",
-                        help=f"metrics.json keys to show (default {','.join(MAIN_METRICS)}; dotted keys "
-                             "such as timings.fit work)")
-    parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=None,
-                        help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
-                             "first numeric metric (in %% for metrics in [0, 1]). Default: on when --group-by "
-                             "is given and does not include "
-                             f"{CLASS_KEY}, and every completed run has one normal class in 0-9 with all other "
-                             "classes anomalous, the class varying between runs")
+    parser.add_argument(
+        "--group-by",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="config keys (e.g. model.name): mean ± std and count n over the runs of each group",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose KEY equals VALUE (repeatable; the same KEY twice means either value)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_metric_list,
+        default=list(MAIN_METRICS),
+        metavar="A,B",
+        help=f"metrics.json keys to show (default {','.join(MAIN_METRICS)}; dotted keys such as timings.fit work)",
+    )
+    parser.add_argument(
+        "--per-class",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one-class protocol table: rows = groups, columns = normal class 0-9 and mean, "
+        "first numeric metric (in %% for metrics in [0, 1]). Default: on when --group-by "
+        "is given and does not include "
+        f"{CLASS_KEY}, and every completed run has one normal class in 0-9 with all other "
+        "classes anomalous, the class varying between runs",
+    )
     parser.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
-    parser.add_argument("--max-curves", type=_count(1), default=20, metavar="N",
-                        help="html: at most N ROC curves and bars; more runs are averaged per group "
-                             "or cut to the best N (default 20)")
-    parser.add_argument("--max-thumbnails", type=_count(0), default=200, metavar="N",
-                        help="html: histogram thumbnails of the first N runs in table order, 0 = all (default 200)")
+    parser.add_argument(
+        "--max-curves",
+        type=_count(1),
+        default=20,
+        metavar="N",
+        help="html: at most N ROC curves and bars; more runs are averaged per group or cut to the best N (default 20)",
+    )
+    parser.add_argument(
+        "--max-thumbnails",
+        type=_count(0),
+        default=200,
+        metavar="N",
+        help="html: histogram thumbnails of the first N runs in table order, 0 = all (default 200)",
+    )
     return parser
 
 
@@ -132,8 +163,10 @@ def _per_class(args: argparse.Namespace, records) -> bool:
         if CLASS_KEY in args.group_by:
             raise ConfigError(f"--per-class puts {CLASS_KEY} in the columns; drop it from --group-by")
         if not protocol:
-            raise ConfigError(f"--per-class needs completed one-class-protocol runs ({CLASS_KEY} one class "
-                              "in 0-9, every other class anomalous) with at least two different classes")
+            raise ConfigError(
+                f"--per-class needs completed one-class-protocol runs ({CLASS_KEY} one class "
+                "in 0-9, every other class anomalous) with at least two different classes"
+            )
         return True
     return bool(args.group_by) and CLASS_KEY not in args.group_by and protocol
 
@@ -158,8 +191,10 @@ def check_out_outside(out: Path, runs: list[Path], roots: list[str]) -> None:
     for folder in runs:
         real = Path(os.path.realpath(folder))
         if target == real or real in target.parents:
-            raise ConfigError(f"--out {out} lies inside {folder}, a run folder being compared; compare never "
-                              "writes into what it reads: choose a file outside the run folders")
+            raise ConfigError(
+                f"--out {out} lies inside {folder}, a run folder being compared; compare never "
+                "writes into what it reads: choose a file outside the run folders"
+            )
     if target.name in SWEEP_FILES and target.exists():
         for root in roots:
             real = Path(os.path.realpath(root))
@@ -177,8 +212,9 @@ def compare(args: argparse.Namespace) -> str:
     if not found.runs:
         for problem in foreign:
             _warn(f"{problem.path}: {problem.reason}")
-        raise NothingFound(f"no run folder (a folder with metrics.json or .hydra/config.yaml) found under "
-                          f"{' '.join(args.paths)}")
+        raise NothingFound(
+            f"no run folder (a folder with metrics.json or .hydra/config.yaml) found under {' '.join(args.paths)}"
+        )
     records = [load_run(path) for path in found.runs]
     lookup = Lookup.of(records)
     check_metrics(args.metrics, lookup)
@@ -208,8 +244,10 @@ def compare(args: argparse.Namespace) -> str:
         if mixed:
             keys = sorted({k for differing in mixed.values() for k in differing})
             groups = f"{len(mixed)} group{'s' if len(mixed) > 1 else ''}"
-            _warn(f"--group-by {' '.join(args.group_by)}: {groups} average runs that also differ in "
-                  f"{', '.join(keys)} (column '{MIXED_COLUMN}'); add them to --group-by to separate those runs")
+            _warn(
+                f"--group-by {' '.join(args.group_by)}: {groups} average runs that also differ in "
+                f"{', '.join(keys)} (column '{MIXED_COLUMN}'); add them to --group-by to separate those runs"
+            )
     if args.sort and table is runs:
         table = runs = sort_table(runs, args.sort, args.metrics, args.reverse)
     elif args.sort:

@@ -5,6 +5,7 @@ recurses into everything else and stops at run folders (their ``samples/`` etc. 
 A directory that is neither a run folder nor leads to one is reported as foreign, so a stray
 folder inside a sweep is listed instead of silently ignored.
 """
+
 from __future__ import annotations
 
 import glob
@@ -13,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anomaly_bench.run_folder import HYDRA_CONFIG_FILE as HYDRA_CONFIG, METRICS_FILE
+from anomaly_bench.run_folder import HYDRA_CONFIG_FILE as HYDRA_CONFIG
+from anomaly_bench.run_folder import METRICS_FILE
 
 GLOB_CHARS = set("*?[")
 _DIGITS = re.compile(r"(\d+)")

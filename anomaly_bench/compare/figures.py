@@ -5,6 +5,7 @@ the compared runs on one set of axes, which the per-run ``roc_curve.png`` files 
 The curve is computed with numpy (:func:`roc_points`, checked against scikit-learn in the
 tests): a report over a thousand runs would otherwise spend seconds in argument validation.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,11 +16,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from anomaly_bench.run_folder import SCORES_FILE  # noqa: E402
+from anomaly_bench.run_folder import SCORES_FILE
 
 DPI = 100
 LABEL_WIDTH = 48  # characters per line of a bar label (wrapped at spaces)
@@ -111,8 +112,15 @@ def roc_overlay(curves: list[Curve], title: str) -> bytes:
     groups = list(dict.fromkeys(c.group for c in curves))
     styles = {g: LINE_STYLES[i % len(LINE_STYLES)] if len(groups) < len(curves) else "-" for i, g in enumerate(groups)}
     for curve, colour in zip(curves, curve_colours(len(curves))):
-        ax.plot(curve.fpr, curve.tpr, color=colour, linestyle=styles[curve.group], linewidth=1.3, alpha=0.9,
-                label=plain(f"{curve.label}  AUROC {curve.auroc:.4f}"))
+        ax.plot(
+            curve.fpr,
+            curve.tpr,
+            color=colour,
+            linestyle=styles[curve.group],
+            linewidth=1.3,
+            alpha=0.9,
+            label=plain(f"{curve.label}  AUROC {curve.auroc:.4f}"),
+        )
     ax.plot([0, 1], [0, 1], color="grey", linestyle=(0, (1, 3)), label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=plain(title), xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small" if len(curves) <= 12 else "x-small")
@@ -133,7 +141,10 @@ def metric_bars(labels: list[str], means: list[float], stds: list[float], metric
             ax.text(value + error, i, f"  {value:.4f}", va="center", fontsize="small")
     ax.set_yticks(y, wrapped, fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel=f"{metric} (axis starts at 0)", xlim=(0, 1.2) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None)
+    ax.set(
+        xlabel=f"{metric} (axis starts at 0)",
+        xlim=(0, 1.2) if np.nanmax(np.asarray(means, dtype=float), initial=0) <= 1 else None,
+    )
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -152,8 +163,9 @@ def per_class_bars(table: pd.DataFrame, row_labels: list[str], classes: list[str
     bottom = CHANCE if low >= CHANCE else 0.0
     ax.set_ylim(bottom, 1.0)
     ax.set(xlabel="normal class", ylabel=f"{metric} (axis starts at {bottom:g}{' = chance' if bottom else ''})")
-    ax.legend(fontsize="small", ncol=min(len(row_labels), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
+    ax.legend(
+        fontsize="small", ncol=min(len(row_labels), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False
+    )
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

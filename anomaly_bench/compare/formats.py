@@ -3,6 +3,7 @@
 CSV and JSON keep numbers as numbers (``auroc_mean``, ``auroc_std`` in separate columns);
 markdown and HTML show them through :func:`display`, which merges mean and std into one cell.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,12 @@ def display(table: pd.DataFrame, percent: bool = False) -> pd.DataFrame:
             name = column[:-5]
             decimals = DURATION_DECIMALS if name == DURATION else DECIMALS
             stds = table[f"{name}_std"]
-            shown[name] = [_number(m, decimals) + (f" ± {_number(s, decimals)}" if not math.isnan(s) else "")
-                           if not math.isnan(m) else "" for m, s in zip(values, stds)]
+            shown[name] = [
+                _number(m, decimals) + (f" ± {_number(s, decimals)}" if not math.isnan(s) else "")
+                if not math.isnan(m)
+                else ""
+                for m, s in zip(values, stds)
+            ]
         elif column == "n":
             shown[column] = [str(int(v)) if not pd.isna(v) else "" for v in values]
         elif values.dtype.kind == "f":

@@ -4,6 +4,7 @@ Speed matters (thousands of folders): metrics with ``json``, the composed config
 PyYAML's C loader (``OmegaConf.load`` is ~15x slower). Anything unreadable becomes a status
 and a one-line ``problem`` that the table lists beside the good runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,7 +101,7 @@ def load_run(folder: Path) -> RunRecord:
     """
     try:
         return _load_run(folder)
-    except Exception as exc:  # noqa: BLE001 - one hostile folder must not stop the comparison
+    except Exception as exc:
         reason = str(exc).strip().splitlines()
         detail = f": {reason[0][:160]}" if reason else ""
         return RunRecord(folder, "corrupt", {}, {}, f"unreadable ({type(exc).__name__}{detail})")
@@ -112,16 +113,22 @@ def _load_run(folder: Path) -> RunRecord:
     if metrics_problem:
         return RunRecord(folder, "corrupt", config, {}, metrics_problem)
     if metrics is None:
-        return RunRecord(folder, "no_metrics", config, {},
-                         "no metrics.json: the job never started or was killed before it began")
+        return RunRecord(
+            folder, "no_metrics", config, {}, "no metrics.json: the job never started or was killed before it began"
+        )
     status = metrics.get("status")
     if status not in KNOWN_STATUSES:
         return RunRecord(folder, "corrupt", config, metrics, f"metrics.json has unknown status {status!r}")
     if status == "failed":
         return RunRecord(folder, "failed", config, metrics, _failure_reason(folder, metrics))
     if status == "running":
-        return RunRecord(folder, "running", config, metrics,
-                         "unfinished: metrics.json says running (still running, or killed mid-way)")
+        return RunRecord(
+            folder,
+            "running",
+            config,
+            metrics,
+            "unfinished: metrics.json says running (still running, or killed mid-way)",
+        )
     problem = _check_completed(metrics) or config_problem
     if problem:
         return RunRecord(folder, "corrupt", config, metrics, problem)

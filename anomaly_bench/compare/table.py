@@ -5,6 +5,7 @@ what distinguishes them. Keys of a group that merely follow a differing ``<group
 (``model.encoder`` when ``model.name`` differs) are folded into that name so a model sweep
 does not drown the table in architecture lists.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,7 @@ class Lookup:
     metric_keys: set[str]
 
     @classmethod
-    def of(cls, records: list[RunRecord]) -> "Lookup":
+    def of(cls, records: list[RunRecord]) -> Lookup:
         metric_keys = {k for r in records if r.ok for k in r.metrics}
         return cls({k for r in records for k in r.config}, metric_keys)
 
@@ -94,8 +95,10 @@ class Lookup:
 
     def require(self, key: str, option: str) -> None:
         if not self.knows(key):
-            raise ConfigError(f"{option}: key {key!r} is in no run's config or metrics; "
-                              f"config keys look like model.name, dataset.normal_classes, trainer.seed")
+            raise ConfigError(
+                f"{option}: key {key!r} is in no run's config or metrics; "
+                f"config keys look like model.name, dataset.normal_classes, trainer.seed"
+            )
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -132,8 +135,9 @@ def _equals(value: Any, wanted: str) -> bool:
 def apply_filters(records: list[RunRecord], filters: dict[str, list[str]], lookup: Lookup) -> list[RunRecord]:
     for key in filters:
         lookup.require(key, "--filter")
-    return [r for r in records
-            if all(any(_equals(lookup.value(r, k), w) for w in wanted) for k, wanted in filters.items())]
+    return [
+        r for r in records if all(any(_equals(lookup.value(r, k), w) for w in wanted) for k, wanted in filters.items())
+    ]
 
 
 def run_label(records: list[RunRecord]) -> list[str]:
@@ -161,16 +165,17 @@ def run_table(records: list[RunRecord], metrics: list[str], lookup: Lookup, extr
     data["status"] = [r.status for r in records]
     for name in [*metrics, *(k for k in extra_keys if k not in keys and k not in metrics and k != "status")]:
         data[name] = _metric_column([r.metrics.get(name, _MISSING) if r.ok else _MISSING for r in records])
-    data[DURATION] = _metric_column([r.metrics.get(DURATION_SOURCE, _MISSING) if r.ok else _MISSING
-                                     for r in records])
+    data[DURATION] = _metric_column([r.metrics.get(DURATION_SOURCE, _MISSING) if r.ok else _MISSING for r in records])
     return pd.DataFrame(data)
 
 
 def check_metrics(metrics: list[str], lookup: Lookup) -> None:
     unknown = [m for m in metrics if lookup.metric_keys and m not in lookup.metric_keys]
     if unknown:
-        raise ConfigError(f"--metrics: {', '.join(unknown)} not in any completed run's metrics.json; "
-                          f"e.g. {', '.join(MAIN_METRICS)}, accuracy, timings.fit")
+        raise ConfigError(
+            f"--metrics: {', '.join(unknown)} not in any completed run's metrics.json; "
+            f"e.g. {', '.join(MAIN_METRICS)}, accuracy, timings.fit"
+        )
 
 
 def _status_summary(statuses: pd.Series) -> str:
@@ -204,8 +209,9 @@ MIXED_COLUMN = "mixed settings"
 REPLICATE_KEYS = ("trainer.seed", "dataset.split_seed", "resume", "optimized_metric", "n_reconstructions")
 
 
-def mixed_settings(runs: pd.DataFrame, records: list[RunRecord], keys: list[str],
-                   also_allowed: tuple[str, ...] = ()) -> dict[tuple, list[str]]:
+def mixed_settings(
+    runs: pd.DataFrame, records: list[RunRecord], keys: list[str], also_allowed: tuple[str, ...] = ()
+) -> dict[tuple, list[str]]:
     """Groups (by their key values, as in the grouped table) whose completed runs differ in
     config keys other than the grouping keys, seeds and ``also_allowed``, with those keys:
     their mean would silently average different settings."""
@@ -230,14 +236,19 @@ def add_mixed_column(table: pd.DataFrame, keys: list[str], mixed: dict[tuple, li
 def _protocol_class(config: dict) -> int | str | None:
     """The normal class of a one-class-protocol run: one class (0-9 or a class name), every other class anomalous."""
     value = config.get(CLASS_KEY)
-    if not (isinstance(value, list) and len(value) == 1 and not isinstance(value[0], bool)
-            and (value[0] in PROTOCOL_CLASSES or isinstance(value[0], str))):
+    if not (
+        isinstance(value, list)
+        and len(value) == 1
+        and not isinstance(value[0], bool)
+        and (value[0] in PROTOCOL_CLASSES or isinstance(value[0], str))
+    ):
         return None
     cls = value[0]
     anomalies = config.get(ANOMALY_KEY, REST)
     others = [c for c in PROTOCOL_CLASSES if c != cls]
-    rest = anomalies == REST or (isinstance(anomalies, list) and all(type(a) is int for a in anomalies)
-                                 and sorted(anomalies) == others)
+    rest = anomalies == REST or (
+        isinstance(anomalies, list) and all(type(a) is int for a in anomalies) and sorted(anomalies) == others
+    )
     return cls if rest else None
 
 
@@ -289,7 +300,9 @@ def sort_table(table: pd.DataFrame, key: str, metrics: list[str], reverse: bool)
     """
     column = key if key in table.columns else f"{key}_mean"
     if column not in table.columns:
-        raise ConfigError(f"--sort: {key!r} is not a column of this table; columns: "
-                          f"{', '.join(c for c in table.columns if not c.endswith('_std'))}")
+        raise ConfigError(
+            f"--sort: {key!r} is not a column of this table; columns: "
+            f"{', '.join(c for c in table.columns if not c.endswith('_std'))}"
+        )
     descending = (key in metrics or key in ("n", "mean") or key.isdigit()) and table[column].dtype != object
     return table.sort_values(column, ascending=descending == reverse, na_position="last", kind="stable")

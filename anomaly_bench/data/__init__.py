@@ -1,5 +1,6 @@
 """Data layer: where images come from (sources), how they are read (readers, folders, cifar),
 checked (checks) and shaped (images), and how they are split."""
+
 from anomaly_bench.data.images import conform, to_float
 from anomaly_bench.data.sources import RawDataset, load_raw
 from anomaly_bench.data.split import Split, Splits, make_splits

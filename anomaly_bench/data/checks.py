@@ -11,6 +11,7 @@ and what is wrong (:class:`BadDataError`, exit 2), or converted when the meaning
   anything else (negative values, > 255, NaN, strings, objects, bool) is refused;
 - labels: one integer class per image (N or N x 1), >= 0, below the class count when known.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,12 +30,14 @@ def _float_to_uint8(images: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     if not (np.isfinite(low) and np.isfinite(high)):
         raise BadDataError(f"{where}: float images hold NaN or infinite values")
     if low < 0 or high > 255:
-        raise BadDataError(f"{where}: float images range {low:g}-{high:g}; allowed are [0, 1] (scaled by 255) "
-                           "or [0, 255] (pixel values)")
+        raise BadDataError(
+            f"{where}: float images range {low:g}-{high:g}; allowed are [0, 1] (scaled by 255) "
+            "or [0, 255] (pixel values)"
+        )
     scale = 255.0 if high <= 1.0 else 1.0
     out = np.empty(images.shape, dtype=np.uint8)
     for start in range(0, len(images), CHUNK):
-        out[start:start + CHUNK] = np.rint(images[start:start + CHUNK].astype(np.float64) * scale)
+        out[start : start + CHUNK] = np.rint(images[start : start + CHUNK].astype(np.float64) * scale)
     kind = "[0, 1] scaled by 255" if scale == 255.0 else "[0, 255] pixel values"
     return out, f"{images.dtype} {kind}, rounded to uint8"
 
@@ -45,12 +48,15 @@ def checked_images(images: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
-        raise BadDataError(f"{where}: images have shape {images.shape}; expected N x H x W or N x H x W x C "
-                           "(flat rows of pixels have no image shape)")
+        raise BadDataError(
+            f"{where}: images have shape {images.shape}; expected N x H x W or N x H x W x C "
+            "(flat rows of pixels have no image shape)"
+        )
     if images.shape[-1] not in (1, 3):
         hint = " (channels first? use channels last: N x H x W x C)" if images.shape[1] in (1, 3) else ""
-        raise BadDataError(f"{where}: images have shape {images.shape}; the last axis must be 1 (grey) or 3 (RGB) "
-                           f"channels{hint}")
+        raise BadDataError(
+            f"{where}: images have shape {images.shape}; the last axis must be 1 (grey) or 3 (RGB) channels{hint}"
+        )
     if len(images) == 0 or min(images.shape[1:3]) == 0:
         raise BadDataError(f"{where}: holds no images (shape {images.shape})")
     kind = images.dtype.kind
@@ -63,8 +69,10 @@ def checked_images(images: np.ndarray, where: str) -> tuple[np.ndarray, str]:
         return images.astype(np.uint8), f"{images.dtype} pixel values 0-255, cast to uint8"
     if kind == "f":
         return _float_to_uint8(images, where)
-    raise BadDataError(f"{where}: images of dtype {images.dtype} are not understood; use uint8, integers 0-255 or "
-                       "floats in [0, 1] or [0, 255]")
+    raise BadDataError(
+        f"{where}: images of dtype {images.dtype} are not understood; use uint8, integers 0-255 or "
+        "floats in [0, 1] or [0, 255]"
+    )
 
 
 def checked_labels(labels: np.ndarray, n_images: int, where: str, n_classes: int | None = None) -> np.ndarray:
@@ -83,13 +91,15 @@ def checked_labels(labels: np.ndarray, n_images: int, where: str, n_classes: int
     if labels.size and labels.min() < 0:
         raise BadDataError(f"{where}: labels range {labels.min()}-{labels.max()}; class indices must be >= 0")
     if n_classes is not None and labels.size and labels.max() >= n_classes:
-        raise BadDataError(f"{where}: labels range {labels.min()}-{labels.max()}; this dataset has classes "
-                           f"0-{n_classes - 1}")
+        raise BadDataError(
+            f"{where}: labels range {labels.min()}-{labels.max()}; this dataset has classes 0-{n_classes - 1}"
+        )
     return labels.astype(np.int64)
 
 
-def checked_dataset(arrays: dict[str, np.ndarray], where: dict[str, str], n_classes: int | None = None
-                    ) -> tuple[dict[str, np.ndarray], dict]:
+def checked_dataset(
+    arrays: dict[str, np.ndarray], where: dict[str, str], n_classes: int | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
     """The four arrays (x_train, y_train, x_test, y_test) checked and converted, plus facts for metrics.json.
 
     ``where`` names each array's origin ("file.npz: x_train", "…/train-images-idx3-ubyte.gz").
@@ -100,8 +110,12 @@ def checked_dataset(arrays: dict[str, np.ndarray], where: dict[str, str], n_clas
         out[f"x_{part}"], notes[part] = x, note
         out[f"y_{part}"] = checked_labels(arrays[f"y_{part}"], len(x), where[f"y_{part}"], n_classes)
     if out["x_train"].shape[1:] != out["x_test"].shape[1:]:
-        raise BadDataError(f"{where['x_test']}: test images are {out['x_test'].shape[1:]} but training images "
-                           f"{out['x_train'].shape[1:]}; both sets need one image shape")
-    info = {"stored_image_shape": list(out["x_train"].shape[1:]),
-            "stored_dtype": notes["train"] if notes["train"] == notes["test"] else notes}
+        raise BadDataError(
+            f"{where['x_test']}: test images are {out['x_test'].shape[1:]} but training images "
+            f"{out['x_train'].shape[1:]}; both sets need one image shape"
+        )
+    info = {
+        "stored_image_shape": list(out["x_train"].shape[1:]),
+        "stored_dtype": notes["train"] if notes["train"] == notes["test"] else notes,
+    }
     return out, info

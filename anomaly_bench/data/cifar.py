@@ -8,6 +8,7 @@
   an unpickler that resolves exactly numpy's array reconstruction and nothing else: a file
   that asks for any other callable (``os.system``, ...) is refused before anything runs.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -24,10 +25,14 @@ RECORD = 1 + SIDE * SIDE * CHANNELS
 FOLDERS = ("cifar-10-batches-py", "cifar-10-batches-bin")
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: The only globals a CIFAR-10 pickle may name: numpy's ndarray reconstruction (numpy 1 and 2 spellings).
-ALLOWED_GLOBALS = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-})
+ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -58,8 +63,10 @@ def to_images(rows: np.ndarray, where: str) -> np.ndarray:
     """N x 3,072 planar rows -> uint8 N x 32 x 32 x 3."""
     rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] != SIDE * SIDE * CHANNELS or rows.dtype != np.uint8:
-        raise BadDataError(f"{where}: data has shape {rows.shape} and dtype {rows.dtype}; CIFAR-10 rows are uint8 "
-                           f"N x {SIDE * SIDE * CHANNELS}")
+        raise BadDataError(
+            f"{where}: data has shape {rows.shape} and dtype {rows.dtype}; CIFAR-10 rows are uint8 "
+            f"N x {SIDE * SIDE * CHANNELS}"
+        )
     return rows.reshape(-1, CHANNELS, SIDE, SIDE).transpose(0, 2, 3, 1)
 
 
@@ -107,8 +114,16 @@ def read_cifar_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, st
     read, suffix = (_python_batch, "") if fmt == "python" else (_binary_batch, ".bin")
     train = [read(folder / f"{name}{suffix}") for name in TRAIN_BATCHES]
     x_test, y_test = read(folder / f"{TEST_BATCH}{suffix}")
-    arrays = {"x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
-              "x_test": x_test, "y_test": y_test}
-    where = {"x_train": f"{folder}/data_batch_*{suffix}", "y_train": f"{folder}/data_batch_*{suffix}: labels",
-             "x_test": f"{folder}/{TEST_BATCH}{suffix}", "y_test": f"{folder}/{TEST_BATCH}{suffix}: labels"}
+    arrays = {
+        "x_train": np.concatenate([x for x, _ in train]),
+        "y_train": np.concatenate([y for _, y in train]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+    where = {
+        "x_train": f"{folder}/data_batch_*{suffix}",
+        "y_train": f"{folder}/data_batch_*{suffix}: labels",
+        "x_test": f"{folder}/{TEST_BATCH}{suffix}",
+        "y_test": f"{folder}/{TEST_BATCH}{suffix}: labels",
+    }
     return arrays, where, _class_names(folder, fmt)

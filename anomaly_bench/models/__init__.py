@@ -1,4 +1,5 @@
 """Anomaly detectors. Each model config's ``_target_`` names a :class:`Detector` subclass."""
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ layer), either by AnoGAN's latent search (``model.scoring: search``, all images 
 optimised together) or in one pass with an encoder trained after the GAN
 (``model.scoring: encoder``, f-AnoGAN's izi_f), evaluating the same loss at z = E(x).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,22 +17,29 @@ import keras
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from anomaly_bench.config import TrainerConfig  # noqa: E402
-from anomaly_bench.data.split import Splits  # noqa: E402
-from anomaly_bench.errors import ConfigError  # noqa: E402
-from anomaly_bench.models.anogan_networks import (  # noqa: E402
-    AnoGAN, EncoderTraining, anomaly_loss, build_discriminator, build_encoder, build_generator,
-    feature_extractor, to_tanh_range, to_unit_range,
+from anomaly_bench.config import TrainerConfig
+from anomaly_bench.data.split import Splits
+from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.anogan_networks import (
+    AnoGAN,
+    EncoderTraining,
+    anomaly_loss,
+    build_discriminator,
+    build_encoder,
+    build_generator,
+    feature_extractor,
+    to_tanh_range,
+    to_unit_range,
 )
-from anomaly_bench.models.checks import integer, integers, one_of  # noqa: E402
-from anomaly_bench.models.base import Detector, FitResult, TrainingData  # noqa: E402
-from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model  # noqa: E402
-from anomaly_bench.models.latent_search import BatchedLatentSearch  # noqa: E402
-from anomaly_bench.models.train_steps import compiled  # noqa: E402
+from anomaly_bench.models.base import Detector, FitResult, TrainingData
+from anomaly_bench.models.checks import integer, integers, one_of
+from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model
+from anomaly_bench.models.latent_search import BatchedLatentSearch
+from anomaly_bench.models.train_steps import compiled
 
 log = logging.getLogger("anomaly_bench")
 SCORINGS = ("search", "encoder")
@@ -45,7 +53,7 @@ def save_grid(images: np.ndarray, path: Path, columns: int) -> None:
     canvas = np.ones((rows * h, columns * w, c), "float32")
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+        canvas[r * h : (r + 1) * h, col * w : (col + 1) * w] = image
     if c == 1:
         plt.imsave(path, canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
     else:
@@ -57,8 +65,9 @@ class GANProgress(keras.callbacks.Callback):
     ``sample_every`` epochs and after the last one, and generator/discriminator checkpoints
     ``checkpoints/*_epoch_XXX.keras`` every ``checkpoint_every`` epochs (0 turns either off)."""
 
-    def __init__(self, folder: Path, epochs: int, sample_every: int, checkpoint_every: int, z: np.ndarray,
-                 columns: int) -> None:
+    def __init__(
+        self, folder: Path, epochs: int, sample_every: int, checkpoint_every: int, z: np.ndarray, columns: int
+    ) -> None:
         super().__init__()
         self.folder, self.epochs = folder, epochs
         self.sample_every, self.checkpoint_every = sample_every, checkpoint_every
@@ -111,7 +120,11 @@ class AnoGANDetector(Detector):
         super().__init__(name)
         self.latent_dim, self.kernel_size, self.leaky_slope = latent_dim, kernel_size, float(leaky_slope)
         self.generator_filters, self.discriminator_filters = list(generator_filters), list(discriminator_filters)
-        self.g_learning_rate, self.d_learning_rate, self.beta_1 = float(g_learning_rate), float(d_learning_rate), float(beta_1)
+        self.g_learning_rate, self.d_learning_rate, self.beta_1 = (
+            float(g_learning_rate),
+            float(d_learning_rate),
+            float(beta_1),
+        )
         self.lambda_, self.scoring = float(lambda_), scoring
         self.search_steps, self.search_lr, self.search_batch = search_steps, float(search_lr), search_batch
         self.encoder_epochs, self.encoder_learning_rate = encoder_epochs, float(encoder_learning_rate)
@@ -157,10 +170,15 @@ class AnoGANDetector(Detector):
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:
-        generator = build_generator(self.latent_dim, self.generator_filters, self.kernel_size, self.leaky_slope, image_shape)
+        generator = build_generator(
+            self.latent_dim, self.generator_filters, self.kernel_size, self.leaky_slope, image_shape
+        )
         discriminator = build_discriminator(self.discriminator_filters, self.kernel_size, self.leaky_slope, image_shape)
-        encoder = (build_encoder(self.latent_dim, self.discriminator_filters, self.kernel_size, self.leaky_slope, image_shape)
-                   if self.scoring == "encoder" else None)
+        encoder = (
+            build_encoder(self.latent_dim, self.discriminator_filters, self.kernel_size, self.leaky_slope, image_shape)
+            if self.scoring == "encoder"
+            else None
+        )
         self.gan = AnoGAN(generator, discriminator, encoder, name=self.name)
 
     # ----------------------------------------------------------------- training
@@ -175,12 +193,18 @@ class AnoGANDetector(Detector):
         )
         callbacks: list[keras.callbacks.Callback] = [EpochLogger(trainer.epochs)]
         if self.run_dir is not None:
-            z = np.random.default_rng(trainer.seed).standard_normal((self.sample_grid ** 2, self.latent_dim)).astype("float32")
-            self.progress = GANProgress(Path(self.run_dir), trainer.epochs, self.sample_every, self.checkpoint_every,
-                                        z, self.sample_grid)
+            z = (
+                np.random.default_rng(trainer.seed)
+                .standard_normal((self.sample_grid**2, self.latent_dim))
+                .astype("float32")
+            )
+            self.progress = GANProgress(
+                Path(self.run_dir), trainer.epochs, self.sample_every, self.checkpoint_every, z, self.sample_grid
+            )
             callbacks.append(self.progress)
-        history = self.gan.fit(x, epochs=trainer.epochs, batch_size=trainer.batch_size, shuffle=True,
-                               verbose=0, callbacks=callbacks)
+        history = self.gan.fit(
+            x, epochs=trainer.epochs, batch_size=trainer.batch_size, shuffle=True, verbose=0, callbacks=callbacks
+        )
         table = pd.DataFrame(history.history)
         table.insert(0, "epoch", np.arange(1, len(table) + 1))
         info = {}
@@ -192,13 +216,20 @@ class AnoGANDetector(Detector):
     def fit_encoder(self, x: np.ndarray, batch_size: int) -> pd.DataFrame:
         """f-AnoGAN's second stage: learn z = E(x) with the GAN frozen (builds the encoder if missing)."""
         if self.gan.encoder is None:
-            self.gan.encoder = build_encoder(self.latent_dim, self.discriminator_filters, self.kernel_size,
-                                             self.leaky_slope, x.shape[1:])
+            self.gan.encoder = build_encoder(
+                self.latent_dim, self.discriminator_filters, self.kernel_size, self.leaky_slope, x.shape[1:]
+            )
         log.info("encoder: training for %d epochs with the GAN frozen", self.encoder_epochs)
         training = EncoderTraining(self.gan.encoder, self.gan.generator, self.features, self.lambda_)
         training.compile(optimizer=keras.optimizers.Adam(self.encoder_learning_rate))
-        history = training.fit(x, epochs=self.encoder_epochs, batch_size=batch_size, shuffle=True,
-                               verbose=0, callbacks=[EpochLogger(self.encoder_epochs, "encoder epoch")])
+        history = training.fit(
+            x,
+            epochs=self.encoder_epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[EpochLogger(self.encoder_epochs, "encoder epoch")],
+        )
         table = pd.DataFrame(history.history)
         table.insert(0, "epoch", np.arange(1, len(table) + 1))
         return table
@@ -211,8 +242,15 @@ class AnoGANDetector(Detector):
     @property
     def latent_search(self) -> BatchedLatentSearch:
         if self._search is None:
-            self._search = BatchedLatentSearch(self.gan.generator, self.features, self.lambda_, self.search_steps,
-                                               self.search_lr, self.search_batch, self.seed)
+            self._search = BatchedLatentSearch(
+                self.gan.generator,
+                self.features,
+                self.lambda_,
+                self.search_steps,
+                self.search_lr,
+                self.search_batch,
+                self.seed,
+            )
         return self._search
 
     def encoder_score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,15 +261,18 @@ class AnoGANDetector(Detector):
             def encoder_pass(images):
                 x = to_tanh_range(images)
                 g = self.gan.generator(self.gan.encoder(x, training=False), training=False)
-                return (anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
-                        to_unit_range(g))
+                return (
+                    anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
+                    to_unit_range(g),
+                )
 
             gan = self.gan
-            self._encoder_pass = compiled(encoder_pass, [*gan.generator.variables, *gan.encoder.variables,
-                                                         *gan.discriminator.variables])
+            self._encoder_pass = compiled(
+                encoder_pass, [*gan.generator.variables, *gan.encoder.variables, *gan.discriminator.variables]
+            )
         losses, generated = [], []
         for start in range(0, len(images), PREDICT_BATCH):
-            loss, g = self._encoder_pass(keras.ops.convert_to_tensor(images[start:start + PREDICT_BATCH], "float32"))
+            loss, g = self._encoder_pass(keras.ops.convert_to_tensor(images[start : start + PREDICT_BATCH], "float32"))
             losses.append(keras.ops.convert_to_numpy(loss))
             generated.append(keras.ops.convert_to_numpy(g))
         return np.concatenate(losses), np.concatenate(generated)

@@ -5,6 +5,7 @@ generator's tanh range [-1, 1] inside, so callers never have to remember the con
 The anomaly loss that scores an image against a generated one lives here too, because
 the encoder is trained on exactly the loss the latent search minimises.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,9 @@ def to_unit_range(images):
     return (images + 1.0) / 2.0
 
 
-def build_generator(latent_dim: int, filters: list[int], kernel_size: int, slope: float,
-                    image_shape: tuple[int, ...]) -> keras.Model:
+def build_generator(
+    latent_dim: int, filters: list[int], kernel_size: int, slope: float, image_shape: tuple[int, ...]
+) -> keras.Model:
     """z -> Dense(s*s*filters[0]) -> [up-sample -> Conv(f)]... -> up-sample -> Conv(channels), tanh.
 
     The projection has the image's sides divided by 2 per up-sampling: with the article's
@@ -58,7 +60,9 @@ def _conv_stack(inputs, filters: list[int], kernel_size: int, slope: float, pref
     return layers.Flatten(name=f"{prefix}flatten")(x)
 
 
-def build_discriminator(filters: list[int], kernel_size: int, slope: float, image_shape: tuple[int, ...]) -> keras.Model:
+def build_discriminator(
+    filters: list[int], kernel_size: int, slope: float, image_shape: tuple[int, ...]
+) -> keras.Model:
     """image in [-1, 1] -> [Conv(f), stride 2, LeakyReLU]... -> Dense(1) logit.
 
     The last conv block is named ``features``: its output is the f(.) of the feature loss.
@@ -68,8 +72,9 @@ def build_discriminator(filters: list[int], kernel_size: int, slope: float, imag
     return keras.Model(image, logit, name="discriminator")
 
 
-def build_encoder(latent_dim: int, filters: list[int], kernel_size: int, slope: float,
-                  image_shape: tuple[int, ...]) -> keras.Model:
+def build_encoder(
+    latent_dim: int, filters: list[int], kernel_size: int, slope: float, image_shape: tuple[int, ...]
+) -> keras.Model:
     """image in [-1, 1] -> the discriminator's conv stack -> Dense(latent_dim): z for the generator."""
     image = keras.Input(shape=image_shape, name="image")
     z = layers.Dense(latent_dim, name="z")(_conv_stack(image, filters, kernel_size, slope, "enc_", "enc_features"))
@@ -96,8 +101,14 @@ class AnoGAN(keras.Model):
     scoring needs.
     """
 
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, encoder: keras.Model | None = None,
-                 seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        encoder: keras.Model | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
         self.latent_dim = int(generator.input_shape[-1])
@@ -113,8 +124,9 @@ class AnoGAN(keras.Model):
     def compile(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer) -> None:
         super().compile()
         self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
-        self.optimizer = OptimizerGroup([(d_optimizer, self.discriminator.trainable_variables),
-                                         (g_optimizer, self.generator.trainable_variables)])
+        self.optimizer = OptimizerGroup(
+            [(d_optimizer, self.discriminator.trainable_variables), (g_optimizer, self.generator.trainable_variables)]
+        )
         self.loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
         if not self.built:  # the JAX and PyTorch trainers need a built model before the first step
             self(ops.zeros((1, self.latent_dim)))
@@ -139,10 +151,12 @@ class AnoGAN(keras.Model):
     def _gan_step(self, updates: Updates, images) -> dict:
         """One discriminator step on real + fake images, then one generator step on fresh noise."""
         real = to_tanh_range(ops.convert_to_tensor(images))
-        d_loss = updates.gradient_step(self.d_optimizer, self.discriminator.trainable_variables,
-                                       lambda: self._discriminator_loss(real))
-        g_loss = updates.gradient_step(self.g_optimizer, self.generator.trainable_variables,
-                                       lambda: self._generator_loss(ops.shape(real)[0]))
+        d_loss = updates.gradient_step(
+            self.d_optimizer, self.discriminator.trainable_variables, lambda: self._discriminator_loss(real)
+        )
+        g_loss = updates.gradient_step(
+            self.g_optimizer, self.generator.trainable_variables, lambda: self._generator_loss(ops.shape(real)[0])
+        )
 
         def track():
             self.d_loss_tracker.update_state(d_loss)
@@ -161,12 +175,15 @@ class AnoGAN(keras.Model):
     def get_config(self) -> dict:
         ser = keras.saving.serialize_keras_object
         return {
-            **super().get_config(), "generator": ser(self.generator), "discriminator": ser(self.discriminator),
-            "encoder": ser(self.encoder) if self.encoder is not None else None, "seed": self.seed,
+            **super().get_config(),
+            "generator": ser(self.generator),
+            "discriminator": ser(self.discriminator),
+            "encoder": ser(self.encoder) if self.encoder is not None else None,
+            "seed": self.seed,
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "AnoGAN":
+    def from_config(cls, config: dict) -> AnoGAN:
         config = dict(config)
         for key in ("generator", "discriminator", "encoder"):
             if config.get(key) is not None:
@@ -181,8 +198,9 @@ class EncoderTraining(keras.Model):
     scoring relies on, not a new model of the images.
     """
 
-    def __init__(self, encoder: keras.Model, generator: keras.Model, features: keras.Model, lambda_: float,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, encoder: keras.Model, generator: keras.Model, features: keras.Model, lambda_: float, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.encoder, self.generator, self.features = encoder, generator, features
         self.lambda_ = float(lambda_)

@@ -11,6 +11,7 @@ unit per pixel value (H x W x C; 784 for MNIST, 3,072 for 32 x 32 RGB), a convol
 size and 'same' otherwise (conv_ae: 16 -> 14 -> 28 for MNIST, 16 -> 32 for 32 x 32 images).
 A decoder that still misses the image shape is a one-line error before training.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,12 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import FitResult, TrainingData
 from anomaly_bench.models.keras_training import (
-    KerasDetector, MODEL_FILE, fit_model, load_keras_model, make_optimizer, stack_layers,
+    MODEL_FILE,
+    KerasDetector,
+    fit_model,
+    load_keras_model,
+    make_optimizer,
+    stack_layers,
 )
 from anomaly_bench.scoring import RECONSTRUCTION_SCORES, reconstruction_error
 
@@ -123,7 +129,9 @@ class ReconstructionDetector(KerasDetector):
         if self.input_layout not in ("image", "flat"):
             raise ConfigError(f"model.input_layout={self.input_layout!r} is not allowed; choose image or flat")
         if self.score_kind not in RECONSTRUCTION_SCORES:
-            raise ConfigError(f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(RECONSTRUCTION_SCORES)}")
+            raise ConfigError(
+                f"model.score={self.score_kind!r} is not allowed; choose one of: {', '.join(RECONSTRUCTION_SCORES)}"
+            )
         if self.code_l1 < 0:
             raise ConfigError(f"model.code_l1={self.code_l1} must be >= 0")
         if self.noise_factor < 0:
@@ -133,7 +141,9 @@ class ReconstructionDetector(KerasDetector):
         try:
             keras.losses.get(self.loss)
         except (ValueError, TypeError):
-            raise ConfigError(f"model.loss={self.loss!r} is not a Keras loss (e.g. binary_crossentropy, mse, mae)") from None
+            raise ConfigError(
+                f"model.loss={self.loss!r} is not a Keras loss (e.g. binary_crossentropy, mse, mae)"
+            ) from None
 
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         self.build(image_shape)
@@ -158,10 +168,15 @@ class ReconstructionDetector(KerasDetector):
             if tuple(x.shape[1:]) == tuple(image_shape):
                 break
         else:
-            hint = "; give the last Dense layer units: image" if self.input_layout == "flat" else \
-                "; choose dataset.image_size so each pooling halves the sides exactly (e.g. a multiple of 8)"
-            raise ConfigError(f"model.decoder ends in shape {tuple(x.shape[1:])}, but reconstructions must have the "
-                              f"image shape {tuple(image_shape)}{hint}")
+            hint = (
+                "; give the last Dense layer units: image"
+                if self.input_layout == "flat"
+                else "; choose dataset.image_size so each pooling halves the sides exactly (e.g. a multiple of 8)"
+            )
+            raise ConfigError(
+                f"model.decoder ends in shape {tuple(x.shape[1:])}, but reconstructions must have the "
+                f"image shape {tuple(image_shape)}{hint}"
+            )
         self.model = keras.Model(inputs, x, name=self.name)
         self.encoder = keras.Model(inputs, code, name=f"{self.name}_encoder")
         self.code_index = self.model.layers.index(code._keras_history.operation)

@@ -12,6 +12,7 @@ Files are plain: Keras models load in safe mode, arrays as ``.npz`` read with
 ``allow_pickle=False``, settings as JSON; nothing is ever pickled, because run folders get
 shared and unpickling a shared file runs arbitrary code.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -35,7 +36,7 @@ class TrainingData:
     val: Split
 
     @classmethod
-    def of(cls, splits: Splits) -> "TrainingData":
+    def of(cls, splits: Splits) -> TrainingData:
         return cls(splits.train, splits.val)
 
 

@@ -4,6 +4,7 @@ Detectors check their config in ``check()`` before any data is loaded; these hel
 one-line :class:`ConfigError` the command line prints (``model.<key>=<value> must be ...``).
 ``bool`` is refused where an integer is expected: YAML's ``true`` would otherwise count as 1.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,6 +8,7 @@ with PCA on, ``reconstructions.png`` shows the PCA reconstruction the estimator 
 it is absent here. One-Class SVM and Isolation Forest are saved as plain arrays
 (``estimator.npz/.json``) and reload without scikit-learn's pickles.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,16 @@ from sklearn.decomposition import PCA
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.checks import integer
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
+from anomaly_bench.models.checks import integer
 from anomaly_bench.models.estimators import (
-    anomaly_scores, check_estimator, load_estimator, load_pca, save_estimator, save_pca, why_not_saved,
+    anomaly_scores,
+    check_estimator,
+    load_estimator,
+    load_pca,
+    save_estimator,
+    save_pca,
+    why_not_saved,
 )
 
 ESTIMATOR_STEM = "estimator"
@@ -46,15 +53,17 @@ class PixelDetector(Detector):
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         n, n_pixels = self.pca_components, int(np.prod(image_shape))
         if n is not None and n > n_pixels:
-            raise ConfigError(f"model.pca_components={n} must be null (raw pixels) or a count 1-{n_pixels} "
-                              "(the pixels per image)")
+            raise ConfigError(
+                f"model.pca_components={n} must be null (raw pixels) or a count 1-{n_pixels} (the pixels per image)"
+            )
         self.image_shape = tuple(image_shape)
 
     def check_data(self, splits: Splits) -> None:
         n = len(splits.train)
         if self.pca_components is not None and self.pca_components > n:
-            raise ConfigError(f"model.pca_components={self.pca_components} exceeds the {n} training images; "
-                              f"choose at most {n}")
+            raise ConfigError(
+                f"model.pca_components={self.pca_components} exceeds the {n} training images; choose at most {n}"
+            )
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         flat = images.reshape(len(images), -1)
@@ -65,11 +74,13 @@ class PixelDetector(Detector):
         info: dict = {"feature_dim": int(flat.shape[1])}
         if self.pca_components is not None:
             self.pca = PCA(n_components=self.pca_components, svd_solver="full").fit(flat)
-            info.update(feature_dim=int(self.pca_components),
-                        pca_explained_variance=float(self.pca.explained_variance_ratio_.sum()))
+            info.update(
+                feature_dim=int(self.pca_components),
+                pca_explained_variance=float(self.pca.explained_variance_ratio_.sum()),
+            )
         self.estimator.fit(self._features(splits.train.x))
         if hasattr(self.estimator, "support_vectors_"):
-            info["n_support"] = int(len(self.estimator.support_vectors_))
+            info["n_support"] = len(self.estimator.support_vectors_)
         return FitResult(info=info)
 
     def score(self, images: np.ndarray) -> np.ndarray:
@@ -92,14 +103,24 @@ class PixelDetector(Detector):
         self.pca = load_pca(folder) if self.pca_components is not None else None
 
     def describe(self) -> dict:
-        skipped = {"history.csv": NOT_ITERATIVE, "training_curve.png": NOT_ITERATIVE,
-                   "model.keras": "no Keras model; the fitted estimator is saved as arrays when it has a plain form"}
+        skipped = {
+            "history.csv": NOT_ITERATIVE,
+            "training_curve.png": NOT_ITERATIVE,
+            "model.keras": "no Keras model; the fitted estimator is saved as arrays when it has a plain form",
+        }
         if self.pca is None:
             skipped["reconstructions.png"] = "raw pixels without PCA: nothing to reconstruct (set model.pca_components)"
         reason = why_not_saved(self.estimator)
         if reason is not None:
             skipped[f"{ESTIMATOR_STEM}.npz"] = reason
-        return {**super().describe(), "estimator": type(self.estimator).__name__,
-                "estimator_params": {k: v for k, v in self.estimator.get_params().items()
-                                     if isinstance(v, (int, float, str, bool, type(None)))},
-                "pca_components": self.pca_components, "skipped_artifacts": skipped}
+        return {
+            **super().describe(),
+            "estimator": type(self.estimator).__name__,
+            "estimator_params": {
+                k: v
+                for k, v in self.estimator.get_params().items()
+                if isinstance(v, (int, float, str, bool, type(None)))
+            },
+            "pca_components": self.pca_components,
+            "skipped_artifacts": skipped,
+        }

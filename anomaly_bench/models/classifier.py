@@ -6,6 +6,7 @@ anomalies beside 6,000 normal images the plain cross-entropy barely sees them. B
 weights (``model.class_weight: balanced``) make each class count equally in the loss;
 ``none`` (the default) reproduces the article. The anomaly score is the predicted anomaly probability.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,9 @@ class CNNClassifierDetector(KerasDetector):
 
     supervision = "supervised"
 
-    def __init__(self, name: str, layers: list[dict], validation_split: float = 0.3,
-                 class_weight: str = "none") -> None:
+    def __init__(
+        self, name: str, layers: list[dict], validation_split: float = 0.3, class_weight: str = "none"
+    ) -> None:
         super().__init__(name)
         self.layer_specs, self.validation_split, self.class_weight = list(layers), float(validation_split), class_weight
         self.model: keras.Model | None = None
@@ -43,7 +45,9 @@ class CNNClassifierDetector(KerasDetector):
         if not 0.0 <= self.validation_split < 1.0:
             raise ConfigError(f"model.validation_split={self.validation_split} must be in [0, 1)")
         if self.class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"model.class_weight={self.class_weight!r} is not allowed; choose one of: {', '.join(CLASS_WEIGHTS)}")
+            raise ConfigError(
+                f"model.class_weight={self.class_weight!r} is not allowed; choose one of: {', '.join(CLASS_WEIGHTS)}"
+            )
         if not self.layer_specs:
             raise ConfigError("model.layers must list at least one layer")
 
@@ -54,8 +58,10 @@ class CNNClassifierDetector(KerasDetector):
         inputs = keras.Input(shape=image_shape, name="image")
         x = stack_layers(inputs, self.layer_specs, "model.layers")
         if tuple(x.shape[1:]) != (N_CLASSES,):
-            raise ConfigError(f"model.layers ends in shape {tuple(x.shape[1:])}; the classifier needs ({N_CLASSES},) "
-                              "softmax outputs (normal, anomaly)")
+            raise ConfigError(
+                f"model.layers ends in shape {tuple(x.shape[1:])}; the classifier needs ({N_CLASSES},) "
+                "softmax outputs (normal, anomaly)"
+            )
         self.model = keras.Model(inputs, x, name=self.name)
 
     def _split(self, splits: Splits, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -67,8 +73,9 @@ class CNNClassifierDetector(KerasDetector):
         stratify = y if np.bincount(y, minlength=N_CLASSES).min() >= 2 else None
         if stratify is None:
             log.info("only %d labelled anomaly: validation split not stratified", int(y.sum()))
-        x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=self.validation_split, stratify=stratify,
-                                                      random_state=seed)
+        x_fit, x_val, y_fit, y_val = train_test_split(
+            x, y, test_size=self.validation_split, stratify=stratify, random_state=seed
+        )
         return x_fit, y_fit, x_val, y_val
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
@@ -81,13 +88,19 @@ class CNNClassifierDetector(KerasDetector):
             weights = compute_class_weight("balanced", classes=np.arange(N_CLASSES), y=y_fit)
             self.weights_used = {c: float(w) for c, w in enumerate(weights)}
         self.model.compile(optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy")
-        history = fit_model(self.model, x_fit, y_fit, trainer, (x_val, y_val) if len(x_val) else None,
-                            class_weight=self.weights_used)
-        return FitResult(history=history, info={
-            "n_fit": int(len(y_fit)), "n_fit_anomalies": int(y_fit.sum()),
-            "n_holdout": int(len(y_val)), "n_holdout_anomalies": int(y_val.sum()),
-            "class_weight_used": self.weights_used,
-        })
+        history = fit_model(
+            self.model, x_fit, y_fit, trainer, (x_val, y_val) if len(x_val) else None, class_weight=self.weights_used
+        )
+        return FitResult(
+            history=history,
+            info={
+                "n_fit": len(y_fit),
+                "n_fit_anomalies": int(y_fit.sum()),
+                "n_holdout": len(y_val),
+                "n_holdout_anomalies": int(y_val.sum()),
+                "class_weight_used": self.weights_used,
+            },
+        )
 
     def score(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)[:, 1].astype(np.float64)
@@ -95,6 +108,7 @@ class CNNClassifierDetector(KerasDetector):
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "validation_split": self.validation_split, "class_weight": self.class_weight,
+            "validation_split": self.validation_split,
+            "class_weight": self.class_weight,
             "skipped_artifacts": {"reconstructions.png": "a classifier has no reconstruction of its input"},
         }

@@ -8,6 +8,7 @@ same reason. Loss = mean squared distance to c (``compute_loss``); score = squar
 ``model.pretrain_epochs`` > 0 first trains the encoder as part of an autoencoder, as in the paper.
 The centre is a non-trainable weight of the registered model, so ``model.keras`` holds it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,16 +22,21 @@ from keras import layers, ops
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.checks import integer, integers
 from anomaly_bench.models.base import FitResult, TrainingData
+from anomaly_bench.models.checks import integer, integers
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 
 log = logging.getLogger("anomaly_bench")
 
 
 def _bias_free_block(x, filters: int, kernel_size: int, slope: float, weight_decay: float):
-    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
-                      kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None)(x)
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+    )(x)
     # momentum 0.9 = PyTorch's default 0.1 in the paper's code: moving statistics settle within tens of steps.
     x = layers.BatchNormalization(center=False, scale=False, epsilon=1e-4, momentum=0.9)(x)
     return layers.LeakyReLU(negative_slope=slope)(x)
@@ -48,9 +54,16 @@ def adjust_center(center: np.ndarray, eps: float) -> np.ndarray:
 class DeepSVDD(keras.Model):
     """Bias-free conv encoder + fixed centre; ``call`` returns the representation."""
 
-    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (8, 4),
-                 kernel_size: int = 5, rep_dim: int = 32, leaky_slope: float = 0.01, weight_decay: float = 1e-6,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        filters: tuple[int, ...] = (8, 4),
+        kernel_size: int = 5,
+        rep_dim: int = 32,
+        leaky_slope: float = 0.01,
+        weight_decay: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.image_shape, self.filters = tuple(image_shape), tuple(int(f) for f in filters)
         self.kernel_size, self.rep_dim = int(kernel_size), int(rep_dim)
@@ -61,9 +74,11 @@ class DeepSVDD(keras.Model):
             x = _bias_free_block(x, f, self.kernel_size, self.leaky_slope, self.weight_decay)
             x = layers.MaxPooling2D(2)(x)
         self.feature_shape = tuple(x.shape[1:])
-        x = layers.Dense(self.rep_dim, use_bias=False,
-                         kernel_regularizer=keras.regularizers.L2(self.weight_decay) if self.weight_decay else None)(
-            layers.Flatten()(x))
+        x = layers.Dense(
+            self.rep_dim,
+            use_bias=False,
+            kernel_regularizer=keras.regularizers.L2(self.weight_decay) if self.weight_decay else None,
+        )(layers.Flatten()(x))
         self.encoder = keras.Model(inputs, x, name="encoder")
         self.center = self.add_weight(shape=(self.rep_dim,), initializer="zeros", trainable=False, name="center")
 
@@ -80,9 +95,15 @@ class DeepSVDD(keras.Model):
         return loss
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
-                "kernel_size": self.kernel_size, "rep_dim": self.rep_dim, "leaky_slope": self.leaky_slope,
-                "weight_decay": self.weight_decay}
+        return {
+            **super().get_config(),
+            "image_shape": list(self.image_shape),
+            "filters": list(self.filters),
+            "kernel_size": self.kernel_size,
+            "rep_dim": self.rep_dim,
+            "leaky_slope": self.leaky_slope,
+            "weight_decay": self.weight_decay,
+        }
 
 
 def pretraining_autoencoder(svdd: DeepSVDD) -> keras.Model:
@@ -103,9 +124,17 @@ def pretraining_autoencoder(svdd: DeepSVDD) -> keras.Model:
 class DeepSVDDDetector(KerasDetector):
     """Score = squared distance of an image's representation to the fixed centre c."""
 
-    def __init__(self, name: str, filters: list[int], kernel_size: int = 5, rep_dim: int = 32,
-                 leaky_slope: float = 0.01, weight_decay: float = 1e-6, eps: float = 0.1,
-                 pretrain_epochs: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        filters: list[int],
+        kernel_size: int = 5,
+        rep_dim: int = 32,
+        leaky_slope: float = 0.01,
+        weight_decay: float = 1e-6,
+        eps: float = 0.1,
+        pretrain_epochs: int = 0,
+    ) -> None:
         super().__init__(name)
         self.filters, self.kernel_size, self.rep_dim = list(filters), kernel_size, rep_dim
         self.leaky_slope, self.weight_decay = float(leaky_slope), float(weight_decay)
@@ -119,17 +148,28 @@ class DeepSVDDDetector(KerasDetector):
         if self.eps <= 0:
             raise ConfigError(f"model.eps={self.eps} must be > 0 (centre coordinates nearer zero move to +/-eps)")
         if self.weight_decay < 0 or not 0 <= self.leaky_slope < 1:
-            raise ConfigError(f"model.weight_decay={self.weight_decay} must be >= 0 and model.leaky_slope="
-                              f"{self.leaky_slope} in [0, 1)")
+            raise ConfigError(
+                f"model.weight_decay={self.weight_decay} must be >= 0 and model.leaky_slope="
+                f"{self.leaky_slope} in [0, 1)"
+            )
         integer("pretrain_epochs", self.pretrain_epochs, low=0, must="an integer >= 0 (0 = no pre-training)")
 
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         if any(s % 2 ** len(self.filters) for s in image_shape[:2]):
-            raise ConfigError(f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
-                              f"the image sides {image_shape[0]}x{image_shape[1]}; use fewer layers or set "
-                              "dataset.image_size")
-        self.model = DeepSVDD(image_shape, self.filters, self.kernel_size, self.rep_dim, self.leaky_slope,
-                              self.weight_decay, name=self.name)
+            raise ConfigError(
+                f"model.filters={self.filters}: {len(self.filters)} poolings by 2 do not divide "
+                f"the image sides {image_shape[0]}x{image_shape[1]}; use fewer layers or set "
+                "dataset.image_size"
+            )
+        self.model = DeepSVDD(
+            image_shape,
+            self.filters,
+            self.kernel_size,
+            self.rep_dim,
+            self.leaky_slope,
+            self.weight_decay,
+            name=self.name,
+        )
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x, val = splits.train.x, splits.val.x
@@ -138,8 +178,13 @@ class DeepSVDDDetector(KerasDetector):
             autoencoder = pretraining_autoencoder(self.model)
             log.info("pre-training the encoder as an autoencoder for %d epochs", self.pretrain_epochs)
             autoencoder.compile(optimizer=make_optimizer(trainer), loss="mse")
-            pre = fit_model(autoencoder, x, x, dataclasses.replace(trainer, epochs=self.pretrain_epochs),
-                            (val, val) if len(val) else None)
+            pre = fit_model(
+                autoencoder,
+                x,
+                x,
+                dataclasses.replace(trainer, epochs=self.pretrain_epochs),
+                (val, val) if len(val) else None,
+            )
             info["pretrain_final_loss"] = float(pre["loss"].iloc[-1])
         center = adjust_center(self.training_mode_mean(x, trainer.batch_size), self.eps)
         self.model.center.assign(center)
@@ -157,7 +202,7 @@ class DeepSVDDDetector(KerasDetector):
         """
         total = np.zeros(self.rep_dim, dtype=np.float64)
         for start in range(0, len(images), batch_size):
-            batch = self.model.encoder(images[start:start + batch_size], training=True)
+            batch = self.model.encoder(images[start : start + batch_size], training=True)
             total += ops.convert_to_numpy(ops.sum(batch, axis=0))
         return total / len(images)
 
@@ -169,5 +214,9 @@ class DeepSVDDDetector(KerasDetector):
         return np.sum((self.representation(images).astype(np.float64) - center) ** 2, axis=1)
 
     def describe(self) -> dict:
-        return {**super().describe(), "rep_dim": self.rep_dim, "pretrain_epochs": self.pretrain_epochs,
-                "skipped_artifacts": {"reconstructions.png": "Deep SVDD maps images to points, it does not reconstruct"}}
+        return {
+            **super().describe(),
+            "rep_dim": self.rep_dim,
+            "pretrain_epochs": self.pretrain_epochs,
+            "skipped_artifacts": {"reconstructions.png": "Deep SVDD maps images to points, it does not reconstruct"},
+        }

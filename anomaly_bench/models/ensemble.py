@@ -14,6 +14,7 @@ own), ``ensemble.json`` keeps the member names and their standardisation, and
 ``member_scores.csv`` holds each member's standardised test scores, so a run shows whether
 the ensemble beat its members (their test AUROCs are also logged).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,12 +80,16 @@ class ScoreEnsemble(Detector):
 
     def check_settings(self) -> None:
         if len(self.members) < 2:
-            raise ConfigError(f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
-                              "e.g. +model@model.members.pca=pca")
+            raise ConfigError(
+                f"model.members has {len(self.members)} detector(s); an ensemble needs at least 2, "
+                "e.g. +model@model.members.pca=pca"
+            )
         for key, member in self.members.items():
             if not isinstance(member, Detector):
-                raise ConfigError(f"model.members.{key} must be a model config with a _target_ detector "
-                                  f"(e.g. +model@model.members.{key}=knn); got {type(member).__name__}")
+                raise ConfigError(
+                    f"model.members.{key} must be a model config with a _target_ detector "
+                    f"(e.g. +model@model.members.{key}=knn); got {type(member).__name__}"
+                )
         self._each_member("check_settings")
         if self.combine not in COMBINE:
             raise ConfigError(f"model.combine={self.combine!r} is not allowed; choose one of: {', '.join(COMBINE)}")
@@ -102,8 +107,10 @@ class ScoreEnsemble(Detector):
 
     def check_data(self, splits: Splits) -> None:
         if len(splits.val.normal) < 2:
-            raise ConfigError(f"model={self.name} standardises its members on validation images; "
-                              "set dataset.val_fraction so at least 2 normal images are held out")
+            raise ConfigError(
+                f"model={self.name} standardises its members on validation images; "
+                "set dataset.val_fraction so at least 2 normal images are held out"
+            )
         self._each_member("check_data", splits)
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
@@ -122,8 +129,10 @@ class ScoreEnsemble(Detector):
 
     def member_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Each member's standardised score (z over the normal validation images)."""
-        return {key: (member.score(images) - self.scale[key][0]) / self.scale[key][1]
-                for key, member in self.members.items()}
+        return {
+            key: (member.score(images) - self.scale[key][0]) / self.scale[key][1]
+            for key, member in self.members.items()
+        }
 
     def _member_scores_of(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Scores of the same images are computed once (the test set is scored, then written per member);
@@ -133,7 +142,7 @@ class ScoreEnsemble(Detector):
             if seen == key:
                 return z
         z = self.member_scores(images)
-        self._scored = [*self._scored[-(REMEMBERED - 1):], (key, z)]
+        self._scored = [*self._scored[-(REMEMBERED - 1) :], (key, z)]
         return z
 
     def score(self, images: np.ndarray) -> np.ndarray:
@@ -144,8 +153,9 @@ class ScoreEnsemble(Detector):
         test = splits.test
         z = self._member_scores_of(test.x)
         columns = {f"z_{key}": scores for key, scores in z.items()}
-        pd.DataFrame({"index": test.index, "label": test.labels, "class": test.classes, **columns,
-                      "ensemble": test_scores}).to_csv(folder / MEMBER_SCORES_FILE, index=False)
+        pd.DataFrame(
+            {"index": test.index, "label": test.labels, "class": test.classes, **columns, "ensemble": test_scores}
+        ).to_csv(folder / MEMBER_SCORES_FILE, index=False)
         for key, scores in z.items():
             auroc = ranking_metrics(test.labels, scores)["auroc"]
             log.info("ensemble member %s: test auroc %s", key, "n/a" if auroc is None else f"{auroc:.4f}")
@@ -157,17 +167,23 @@ class ScoreEnsemble(Detector):
             target = Path(folder) / MEMBERS_FOLDER / key
             target.mkdir(parents=True, exist_ok=True)
             written += [f"{MEMBERS_FOLDER}/{key}/{name}" for name in member.save(target)]
-        (Path(folder) / ENSEMBLE_FILE).write_text(json.dumps({
-            "combine": self.combine,
-            "members": {key: {"val_mean": mean, "val_std": std} for key, (mean, std) in self.scale.items()},
-        }, indent=2))
+        (Path(folder) / ENSEMBLE_FILE).write_text(
+            json.dumps(
+                {
+                    "combine": self.combine,
+                    "members": {key: {"val_mean": mean, "val_std": std} for key, (mean, std) in self.scale.items()},
+                },
+                indent=2,
+            )
+        )
         return [ENSEMBLE_FILE, *written]
 
     def load(self, folder: Path) -> None:
         saved = json.loads((Path(folder) / ENSEMBLE_FILE).read_text())["members"]
         if set(saved) != set(self.members):
-            raise ConfigError(f"{Path(folder) / ENSEMBLE_FILE} lists members {sorted(saved)}, "
-                              f"the config {sorted(self.members)}")
+            raise ConfigError(
+                f"{Path(folder) / ENSEMBLE_FILE} lists members {sorted(saved)}, the config {sorted(self.members)}"
+            )
         for key, member in self.members.items():
             member.load(Path(folder) / MEMBERS_FOLDER / key)
             self.scale[key] = (float(saved[key]["val_mean"]), float(saved[key]["val_std"]))
@@ -176,5 +192,9 @@ class ScoreEnsemble(Detector):
     def describe(self) -> dict:
         members = {key: member.describe() for key, member in self.members.items()}
         counts = [d.get("n_params") for d in members.values() if d.get("n_params") is not None]
-        return {**super().describe(), "combine": self.combine, "members": members,
-                "n_params": int(sum(counts)) if counts else None}
+        return {
+            **super().describe(),
+            "combine": self.combine,
+            "members": members,
+            "n_params": int(sum(counts)) if counts else None,
+        }

@@ -11,6 +11,7 @@ per leaf, the path length scikit-learn adds up; :class:`SavedIsolationForest` wa
 numpy. Other estimators have no plain-array form here: they are not written, the run's
 ``metrics.json`` says so, and such a run cannot be reloaded as a detector.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def why_not_saved(estimator) -> str | None:
     """None if :func:`save_estimator` can write ``estimator`` as plain arrays, else the reason it cannot."""
     if isinstance(estimator, (OneClassSVM, IsolationForest, SavedOneClassSVM, SavedIsolationForest)):
         return None
-    return (f"{type(estimator).__name__} has no plain-array form here and is never pickled; "
-            "refit it from .hydra/config.yaml (same seed, same data -> same model)")
+    return (
+        f"{type(estimator).__name__} has no plain-array form here and is never pickled; "
+        "refit it from .hydra/config.yaml (same seed, same data -> same model)"
+    )
 
 
 def save_estimator(estimator, folder: Path, stem: str) -> list[str]:
@@ -68,9 +71,13 @@ def save_estimator(estimator, folder: Path, stem: str) -> list[str]:
         intercept=estimator.intercept_,
     )
     settings = {
-        "estimator": "sklearn.svm.OneClassSVM", "kernel": estimator.kernel,
-        "gamma": float(estimator._gamma), "degree": int(estimator.degree), "coef0": float(estimator.coef0),
-        "nu": float(estimator.nu), "n_support": int(len(estimator.support_vectors_)),
+        "estimator": "sklearn.svm.OneClassSVM",
+        "kernel": estimator.kernel,
+        "gamma": float(estimator._gamma),
+        "degree": int(estimator.degree),
+        "coef0": float(estimator.coef0),
+        "nu": float(estimator.nu),
+        "n_support": len(estimator.support_vectors_),
         "decision_function": "sum_i dual_coef[i] * kernel(support_vectors[i], x) + intercept",
     }
     (folder / f"{stem}.json").write_text(json.dumps(settings, indent=2) + "\n")
@@ -90,24 +97,52 @@ class SavedOneClassSVM:
     coef0: float
 
     @classmethod
-    def load(cls, folder: Path, stem: str) -> "SavedOneClassSVM":
+    def load(cls, folder: Path, stem: str) -> SavedOneClassSVM:
         settings = json.loads((Path(folder) / f"{stem}.json").read_text())
         with np.load(Path(folder) / f"{stem}.npz", allow_pickle=False) as arrays:
-            return cls(arrays["support_vectors"], arrays["dual_coef"], arrays["intercept"], settings["kernel"],
-                       settings["gamma"], settings["degree"], settings["coef0"])
+            return cls(
+                arrays["support_vectors"],
+                arrays["dual_coef"],
+                arrays["intercept"],
+                settings["kernel"],
+                settings["gamma"],
+                settings["degree"],
+                settings["coef0"],
+            )
 
     def save(self, folder: Path, stem: str) -> list[str]:
-        np.savez(Path(folder) / f"{stem}.npz", support_vectors=self.support_vectors, dual_coef=self.dual_coef,
-                 intercept=self.intercept)
-        (Path(folder) / f"{stem}.json").write_text(json.dumps({
-            "estimator": "sklearn.svm.OneClassSVM", "kernel": self.kernel, "gamma": self.gamma,
-            "degree": self.degree, "coef0": self.coef0, "n_support": int(len(self.support_vectors)),
-        }, indent=2) + "\n")
+        np.savez(
+            Path(folder) / f"{stem}.npz",
+            support_vectors=self.support_vectors,
+            dual_coef=self.dual_coef,
+            intercept=self.intercept,
+        )
+        (Path(folder) / f"{stem}.json").write_text(
+            json.dumps(
+                {
+                    "estimator": "sklearn.svm.OneClassSVM",
+                    "kernel": self.kernel,
+                    "gamma": self.gamma,
+                    "degree": self.degree,
+                    "coef0": self.coef0,
+                    "n_support": len(self.support_vectors),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return [f"{stem}.npz", f"{stem}.json"]
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
-        kernel = pairwise_kernels(np.asarray(features, dtype=np.float64), self.support_vectors, metric=self.kernel,
-                                  filter_params=True, gamma=self.gamma, degree=self.degree, coef0=self.coef0)
+        kernel = pairwise_kernels(
+            np.asarray(features, dtype=np.float64),
+            self.support_vectors,
+            metric=self.kernel,
+            filter_params=True,
+            gamma=self.gamma,
+            degree=self.degree,
+            coef0=self.coef0,
+        )
         return (kernel @ self.dual_coef.T + self.intercept).ravel()
 
 
@@ -135,12 +170,14 @@ class SavedIsolationForest:
     offset: float
 
     @classmethod
-    def from_fitted(cls, forest: IsolationForest) -> "SavedIsolationForest":
+    def from_fitted(cls, forest: IsolationForest) -> SavedIsolationForest:
         trees = [e.tree_ for e in forest.estimators_]
         counts = np.array([t.node_count for t in trees])
         # scikit-learn precomputes both per-node terms at fit time (>= 1.4); its own formula otherwise.
-        path = [np.asarray(d, np.float64) + np.asarray(a, np.float64) - 1.0
-                for d, a in zip(forest._decision_path_lengths, forest._average_path_length_per_tree)]
+        path = [
+            np.asarray(d, np.float64) + np.asarray(a, np.float64) - 1.0
+            for d, a in zip(forest._decision_path_lengths, forest._average_path_length_per_tree)
+        ]
         return cls(
             node_offsets=np.concatenate([[0], np.cumsum(counts)]),
             children_left=np.concatenate([t.children_left for t in trees]),
@@ -158,19 +195,32 @@ class SavedIsolationForest:
     def save(self, folder: Path, stem: str) -> list[str]:
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
         np.savez(Path(folder) / f"{stem}.npz", **arrays)
-        (Path(folder) / f"{stem}.json").write_text(json.dumps({
-            "estimator": "sklearn.ensemble.IsolationForest", "n_trees": int(len(self.node_offsets) - 1),
-            "subsample_features": self.subsample_features, "denominator": self.denominator, "offset": self.offset,
-            "decision_function": "-2 ** (-sum_trees leaf_depth[leaf(x)] / denominator) - offset",
-        }, indent=2) + "\n")
+        (Path(folder) / f"{stem}.json").write_text(
+            json.dumps(
+                {
+                    "estimator": "sklearn.ensemble.IsolationForest",
+                    "n_trees": int(len(self.node_offsets) - 1),
+                    "subsample_features": self.subsample_features,
+                    "denominator": self.denominator,
+                    "offset": self.offset,
+                    "decision_function": "-2 ** (-sum_trees leaf_depth[leaf(x)] / denominator) - offset",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         return [f"{stem}.npz", f"{stem}.json"]
 
     @classmethod
-    def load(cls, folder: Path, stem: str) -> "SavedIsolationForest":
+    def load(cls, folder: Path, stem: str) -> SavedIsolationForest:
         settings = json.loads((Path(folder) / f"{stem}.json").read_text())
         with np.load(Path(folder) / f"{stem}.npz", allow_pickle=False) as arrays:
-            return cls(**{name: arrays[name] for name in arrays.files}, subsample_features=settings["subsample_features"],
-                       denominator=settings["denominator"], offset=settings["offset"])
+            return cls(
+                **{name: arrays[name] for name in arrays.files},
+                subsample_features=settings["subsample_features"],
+                denominator=settings["denominator"],
+                offset=settings["offset"],
+            )
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
         # Trees compare float32 inputs with float64 thresholds, as scikit-learn's trees do.
@@ -202,15 +252,20 @@ def _average_path_length(n: int) -> float:
     return 2.0 * (np.log(n - 1.0) + np.euler_gamma) - 2.0 * (n - 1.0) / n
 
 
-SAVED_ESTIMATORS = {"sklearn.svm.OneClassSVM": SavedOneClassSVM, "sklearn.ensemble.IsolationForest": SavedIsolationForest}
+SAVED_ESTIMATORS = {
+    "sklearn.svm.OneClassSVM": SavedOneClassSVM,
+    "sklearn.ensemble.IsolationForest": SavedIsolationForest,
+}
 
 
 def load_estimator(folder: Path, stem: str):
     """What :func:`save_estimator` wrote, as an object with ``decision_function``; ConfigError if absent."""
     path = Path(folder) / f"{stem}.json"
     if not path.is_file():
-        raise ConfigError(f"{path} is missing: the run's estimator was not saved (estimators other than "
-                          f"{' and '.join(SAVED_ESTIMATORS)} have no plain-array form) and cannot be reloaded")
+        raise ConfigError(
+            f"{path} is missing: the run's estimator was not saved (estimators other than "
+            f"{' and '.join(SAVED_ESTIMATORS)} have no plain-array form) and cannot be reloaded"
+        )
     kind = json.loads(path.read_text()).get("estimator")
     if kind not in SAVED_ESTIMATORS:
         raise ConfigError(f"{path}: estimator {kind!r} cannot be reloaded; known: {', '.join(SAVED_ESTIMATORS)}")
@@ -219,8 +274,9 @@ def load_estimator(folder: Path, stem: str):
 
 def save_pca(pca: PCA, folder: Path, name: str = "pca.npz") -> str:
     """The projection as arrays: features = (x - mean) @ components.T."""
-    np.savez(Path(folder) / name, components=pca.components_, mean=pca.mean_,
-             explained_variance=pca.explained_variance_)
+    np.savez(
+        Path(folder) / name, components=pca.components_, mean=pca.mean_, explained_variance=pca.explained_variance_
+    )
     return name
 
 

@@ -1,4 +1,5 @@
 """Shared Keras plumbing: layers from config, optimizer, early stopping, one log line per epoch, saving."""
+
 from __future__ import annotations
 
 import logging
@@ -6,9 +7,9 @@ import time
 from pathlib import Path
 
 import keras
-from keras import layers
 import numpy as np
 import pandas as pd
+from keras import layers
 
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.errors import ConfigError
@@ -23,7 +24,9 @@ def make_layer(spec: dict, where: str) -> layers.Layer:
     class_name = spec.pop("class_name", None)
     cls = getattr(layers, str(class_name), None)
     if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
-        raise ConfigError(f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)")
+        raise ConfigError(
+            f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)"
+        )
     try:
         return cls(**spec)
     except (TypeError, ValueError) as exc:
@@ -50,12 +53,16 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         values = " - ".join(f"{k} {v:.5g}" for k, v in (logs or {}).items())
-        log.info("%s %d/%d - %s - %.1f s", self.label, epoch + 1, self.epochs, values, time.perf_counter() - self._start)
+        log.info(
+            "%s %d/%d - %s - %.1f s", self.label, epoch + 1, self.epochs, values, time.perf_counter() - self._start
+        )
 
 
 def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
     try:
-        return keras.optimizers.get({"class_name": trainer.optimizer, "config": {"learning_rate": trainer.learning_rate}})
+        return keras.optimizers.get(
+            {"class_name": trainer.optimizer, "config": {"learning_rate": trainer.learning_rate}}
+        )
     except (ValueError, TypeError):
         raise ConfigError(
             f"trainer.optimizer={trainer.optimizer!r} is not a Keras optimizer; e.g. adam, adadelta, sgd, rmsprop, adamw"
@@ -66,10 +73,14 @@ def callbacks(trainer: TrainerConfig, has_validation: bool) -> list[keras.callba
     result: list[keras.callbacks.Callback] = [EpochLogger(trainer.epochs)]
     es = trainer.early_stopping
     if es.enabled and (has_validation or not es.monitor.startswith("val_")):
-        result.append(keras.callbacks.EarlyStopping(
-            monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights,
-        ))
+        result.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
     return result
 
 
@@ -86,7 +97,8 @@ def fit_model(
     ``class_weight`` scales the training loss per class (supervised models with rare anomalies)."""
     has_val = validation is not None and len(validation[0]) > 0
     history = model.fit(
-        x, y,
+        x,
+        y,
         epochs=trainer.epochs,
         batch_size=trainer.batch_size,
         validation_data=validation if has_val else None,

@@ -7,6 +7,7 @@ references is a few BLAS calls, not a Python loop. With ``features: encoder`` th
 distances are taken between the codes of a convolutional autoencoder trained on the
 normal images first (the autoencoder config is nested under ``model.autoencoder``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,8 @@ from anomaly_bench.data.images import to_float
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
-from anomaly_bench.models.checks import integer, one_of
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
+from anomaly_bench.models.checks import integer, one_of
 
 FEATURES = ("pixels", "encoder")
 REFERENCE_FILE = "knn_reference.npz"
@@ -29,8 +30,9 @@ def squared_norms(a: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, a)
 
 
-def nearest_distances(queries: np.ndarray, reference: np.ndarray, k: int, block_size: int,
-                      reference_norms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nearest_distances(
+    queries: np.ndarray, reference: np.ndarray, k: int, block_size: int, reference_norms: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances to, and indices of, the ``k`` nearest reference rows of each query row.
 
     Works on blocks of ``block_size`` queries so memory stays at block_size x n_reference;
@@ -43,14 +45,14 @@ def nearest_distances(queries: np.ndarray, reference: np.ndarray, k: int, block_
     distances = np.empty((len(queries), k))
     indices = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), block_size):
-        block = queries[start:start + block_size]
+        block = queries[start : start + block_size]
         sq = squared_norms(block)[:, None] + ref_norms[None, :] - 2.0 * (block @ reference.T)
         np.maximum(sq, 0.0, out=sq)
         part = np.argpartition(sq, k - 1, axis=1)[:, :k] if k < sq.shape[1] else np.tile(np.arange(k), (len(block), 1))
         part_sq = np.take_along_axis(sq, part, axis=1)
         order = np.argsort(part_sq, axis=1)
-        indices[start:start + len(block)] = np.take_along_axis(part, order, axis=1)
-        distances[start:start + len(block)] = np.sqrt(np.take_along_axis(part_sq, order, axis=1))
+        indices[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
+        distances[start : start + len(block)] = np.sqrt(np.take_along_axis(part_sq, order, axis=1))
     return distances, indices
 
 
@@ -59,8 +61,14 @@ class KNNDetector(Detector):
 
     reconstruction_label = "nearest normal training image"
 
-    def __init__(self, name: str, k: int, features: str = "pixels", block_size: int = 1024,
-                 autoencoder: ReconstructionDetector | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        k: int,
+        features: str = "pixels",
+        block_size: int = 1024,
+        autoencoder: ReconstructionDetector | None = None,
+    ) -> None:
         super().__init__(name)
         self.k, self.features, self.block_size = k, features, block_size
         self.autoencoder = autoencoder
@@ -75,7 +83,9 @@ class KNNDetector(Detector):
         integer("block_size", self.block_size, must="a positive number of query images per block")
         if self.features == "encoder":
             if not isinstance(self.autoencoder, ReconstructionDetector):
-                raise ConfigError("model.features=encoder needs model.autoencoder, the config of a ReconstructionDetector")
+                raise ConfigError(
+                    "model.features=encoder needs model.autoencoder, the config of a ReconstructionDetector"
+                )
             self.autoencoder.check_settings()
 
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
@@ -98,8 +108,9 @@ class KNNDetector(Detector):
         self.reference_images, self.reference_index = splits.train.images, splits.train.index
         self.reference = np.asarray(self._features(splits.train.x), dtype=np.float64)
         self.reference_norms = squared_norms(self.reference)
-        return FitResult(history=fit.history, info={**fit.info, "n_reference": n_train,
-                                                    "feature_dim": int(self.reference.shape[1])})
+        return FitResult(
+            history=fit.history, info={**fit.info, "n_reference": n_train, "feature_dim": int(self.reference.shape[1])}
+        )
 
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return nearest_distances(self._features(images), self.reference, self.k, self.block_size, self.reference_norms)
@@ -116,8 +127,13 @@ class KNNDetector(Detector):
         # normal example) with their dataset indices, and with features=encoder their codes, so
         # scoring after a reload needs neither the dataset nor a new pass of the encoder.
         codes = {"codes": self.reference} if self.features == "encoder" else {}
-        np.savez_compressed(Path(folder) / REFERENCE_FILE, train_index=self.reference_index,
-                            images=self.reference_images, k=np.array(self.k), **codes)
+        np.savez_compressed(
+            Path(folder) / REFERENCE_FILE,
+            train_index=self.reference_index,
+            images=self.reference_images,
+            k=np.array(self.k),
+            **codes,
+        )
         written = [REFERENCE_FILE]
         if self.features == "encoder":
             written += self.autoencoder.save(folder)
@@ -129,7 +145,9 @@ class KNNDetector(Detector):
             codes = saved["codes"] if self.features == "encoder" else None
         if self.features == "encoder":
             self.autoencoder.load(folder)
-        self.reference = codes if codes is not None else np.asarray(self._features(to_float(self.reference_images)), np.float64)
+        self.reference = (
+            codes if codes is not None else np.asarray(self._features(to_float(self.reference_images)), np.float64)
+        )
         self.reference_norms = squared_norms(self.reference)
 
     def describe(self) -> dict:

@@ -11,6 +11,7 @@ RBF kernel measures every dimension with one width. Files: ``model.keras`` (the 
 autoencoder; its encoder gives the codes), the SVM as arrays (``estimator.npz/.json``) and,
 when standardising, ``code_scaler.npz`` (features = (code - mean) / scale).
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,13 @@ from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import ReconstructionDetector
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
-from anomaly_bench.models.estimators import anomaly_scores, check_estimator, load_estimator, save_estimator, why_not_saved
+from anomaly_bench.models.estimators import (
+    anomaly_scores,
+    check_estimator,
+    load_estimator,
+    save_estimator,
+    why_not_saved,
+)
 
 ESTIMATOR_STEM = "estimator"
 SCALER_FILE = "code_scaler.npz"
@@ -34,8 +41,9 @@ log = logging.getLogger("anomaly_bench")
 class LatentOCSVMDetector(Detector):
     """Autoencoder codes -> scikit-learn outlier detector (One-Class SVM by default)."""
 
-    def __init__(self, name: str, autoencoder: ReconstructionDetector, estimator,
-                 standardize_codes: bool = True) -> None:
+    def __init__(
+        self, name: str, autoencoder: ReconstructionDetector, estimator, standardize_codes: bool = True
+    ) -> None:
         super().__init__(name)
         self.autoencoder, self.estimator = autoencoder, estimator
         self.standardize_codes = standardize_codes
@@ -44,7 +52,9 @@ class LatentOCSVMDetector(Detector):
 
     def check_settings(self) -> None:
         if not isinstance(self.autoencoder, ReconstructionDetector):
-            raise ConfigError("model.autoencoder must be the config of a ReconstructionDetector (see conf/model/ae_ocsvm.yaml)")
+            raise ConfigError(
+                "model.autoencoder must be the config of a ReconstructionDetector (see conf/model/ae_ocsvm.yaml)"
+            )
         check_estimator(self.estimator, "model.estimator")
         if not isinstance(self.standardize_codes, bool):
             raise ConfigError(f"model.standardize_codes={self.standardize_codes!r} must be true or false")
@@ -65,15 +75,22 @@ class LatentOCSVMDetector(Detector):
             # A constant dimension keeps scale 1 (as scikit-learn's StandardScaler does).
             self.code_mean, self.code_scale = codes.mean(axis=0), np.where(spread > 0, spread, 1.0)
         self.estimator.fit(self._features(codes))
-        info = {**fit.info, "code_dim": self.code_dim, "n_estimator_train": int(len(codes)),
-                # A ReLU code can die (all zeros in a dimension): the SVM then sees a line, not a plane.
-                "code_dims_constant": int(np.sum(spread == 0))}
+        info = {
+            **fit.info,
+            "code_dim": self.code_dim,
+            "n_estimator_train": len(codes),
+            # A ReLU code can die (all zeros in a dimension): the SVM then sees a line, not a plane.
+            "code_dims_constant": int(np.sum(spread == 0)),
+        }
         if info["code_dims_constant"]:
-            log.warning("%d of %d code dimensions are constant on the training images (dead ReLU units); "
-                        "the estimator sees a degenerate code - try another trainer.seed or a linear code layer",
-                        info["code_dims_constant"], self.code_dim)
+            log.warning(
+                "%d of %d code dimensions are constant on the training images (dead ReLU units); "
+                "the estimator sees a degenerate code - try another trainer.seed or a linear code layer",
+                info["code_dims_constant"],
+                self.code_dim,
+            )
         if hasattr(self.estimator, "support_vectors_"):
-            info["n_support"] = int(len(self.estimator.support_vectors_))
+            info["n_support"] = len(self.estimator.support_vectors_)
         return FitResult(history=fit.history, info=info)
 
     def _features(self, codes: np.ndarray) -> np.ndarray:
@@ -92,16 +109,22 @@ class LatentOCSVMDetector(Detector):
         if self.code_dim != 2:
             return []
         codes = self.autoencoder.encode(splits.test.x)
-        plots.latent(codes, splits.test.labels, folder / "latent.png",
-                     f"{self.name}: test codes and the estimator's boundary", self._score_grid(codes))
+        plots.latent(
+            codes,
+            splits.test.labels,
+            folder / "latent.png",
+            f"{self.name}: test codes and the estimator's boundary",
+            self._score_grid(codes),
+        )
         return ["latent.png"]
 
     def _score_grid(self, codes: np.ndarray, steps: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Anomaly scores over the codes' bounding box; the level is the estimator's own boundary (score 0)."""
         low, high = codes.min(axis=0), codes.max(axis=0)
         pad = 0.05 * np.maximum(high - low, 1e-6)
-        xx, yy = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], steps),
-                             np.linspace(low[1] - pad[1], high[1] + pad[1], steps))
+        xx, yy = np.meshgrid(
+            np.linspace(low[0] - pad[0], high[0] + pad[0], steps), np.linspace(low[1] - pad[1], high[1] + pad[1], steps)
+        )
         grid = self._features(np.column_stack([xx.ravel(), yy.ravel()]))
         zz = anomaly_scores(self.estimator, grid).reshape(xx.shape)
         return xx, yy, zz, 0.0
@@ -127,6 +150,10 @@ class LatentOCSVMDetector(Detector):
         reason = why_not_saved(self.estimator)
         if reason is not None:
             skipped[f"{ESTIMATOR_STEM}.npz"] = reason
-        return {**super().describe(), "autoencoder": self.autoencoder.describe(),
-                "estimator": type(self.estimator).__name__, "standardize_codes": self.standardize_codes,
-                "skipped_artifacts": skipped}
+        return {
+            **super().describe(),
+            "autoencoder": self.autoencoder.describe(),
+            "estimator": type(self.estimator).__name__,
+            "standardize_codes": self.standardize_codes,
+            "skipped_artifacts": skipped,
+        }

@@ -8,6 +8,7 @@ graph (tf.function; XLA is not used: on CPU it made these convolutions about ten
 slower), on JAX inside one jitted ``fori_loop``, so Python is entered once per batch, not
 once per step; PyTorch runs the steps eagerly.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,15 @@ log = logging.getLogger("anomaly_bench")
 class LatentSearch:
     """Search z for exactly ``batch_size`` images at a time (a variable of shape [batch_size, latent])."""
 
-    def __init__(self, generator: keras.Model, features: keras.Model, lambda_: float, steps: int,
-                 learning_rate: float, batch_size: int) -> None:
+    def __init__(
+        self,
+        generator: keras.Model,
+        features: keras.Model,
+        lambda_: float,
+        steps: int,
+        learning_rate: float,
+        batch_size: int,
+    ) -> None:
         self.generator, self.features = generator, features
         self.lambda_, self.steps, self.batch_size = float(lambda_), int(steps), int(batch_size)
         latent_dim = int(generator.input_shape[-1])
@@ -100,8 +108,16 @@ class BatchedLatentSearch:
     whose results are dropped) so a call compiles at most one search.
     """
 
-    def __init__(self, generator: keras.Model, features: keras.Model, lambda_: float, steps: int,
-                 learning_rate: float, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        generator: keras.Model,
+        features: keras.Model,
+        lambda_: float,
+        steps: int,
+        learning_rate: float,
+        batch_size: int,
+        seed: int,
+    ) -> None:
         self.generator, self.features = generator, features
         self.lambda_, self.steps, self.learning_rate = lambda_, steps, learning_rate
         self.batch_size, self.seed = batch_size, seed
@@ -114,8 +130,9 @@ class BatchedLatentSearch:
 
     def _search(self, size: int) -> LatentSearch:
         if size not in self._searches:
-            self._searches[size] = LatentSearch(self.generator, self.features, self.lambda_, self.steps,
-                                                self.learning_rate, size)
+            self._searches[size] = LatentSearch(
+                self.generator, self.features, self.lambda_, self.steps, self.learning_rate, size
+            )
         return self._searches[size]
 
     def __call__(self, images: np.ndarray, z0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +149,6 @@ class BatchedLatentSearch:
                 x = np.concatenate([x, np.zeros((size - len(x), *images.shape[1:]), images.dtype)])
                 z = np.concatenate([z, np.zeros((size - len(z), self.latent_dim), "float32")])
             loss, gen = search(x, z)
-            losses[start:stop], generated[start:stop] = loss[:stop - start], gen[:stop - start]
+            losses[start:stop], generated[start:stop] = loss[: stop - start], gen[: stop - start]
             log.info("latent search: %d/%d images, %d steps", stop, n, self.steps)
         return losses, generated

@@ -5,6 +5,7 @@ that the first ``n_components`` principal directions cannot rebuild is anomalous
 fitted parameters are stored as plain arrays in ``pca.npz`` (no pickle), so any numpy
 reads them back safely.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,24 +41,29 @@ class PCADetector(Detector):
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         n, n_pixels = self.n_components, int(np.prod(image_shape))
         if isinstance(n, int) and n > n_pixels:
-            raise ConfigError(f"model.n_components={n} must be a count 1-{n_pixels} (the pixels per image) or a "
-                              "variance share in (0, 1)")
+            raise ConfigError(
+                f"model.n_components={n} must be a count 1-{n_pixels} (the pixels per image) or a "
+                "variance share in (0, 1)"
+            )
         self.image_shape = tuple(image_shape)
 
     def check_data(self, splits: Splits) -> None:
         n = len(splits.train)
         if isinstance(self.n_components, int) and self.n_components > n:
-            raise ConfigError(f"model.n_components={self.n_components} exceeds the {n} training images; "
-                              f"choose at most {n}")
+            raise ConfigError(
+                f"model.n_components={self.n_components} exceeds the {n} training images; choose at most {n}"
+            )
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         x = splits.train.x.reshape(len(splits.train), -1)
         self.image_shape = tuple(splits.train.x.shape[1:])
         self.pca = PCA(n_components=self.n_components, svd_solver="full").fit(x)
-        return FitResult(info={
-            "n_components_fitted": int(self.pca.n_components_),
-            "explained_variance": float(self.pca.explained_variance_ratio_.sum()),
-        })
+        return FitResult(
+            info={
+                "n_components_fitted": int(self.pca.n_components_),
+                "explained_variance": float(self.pca.explained_variance_ratio_.sum()),
+            }
+        )
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         flat = images.reshape(len(images), -1)
@@ -74,5 +80,8 @@ class PCADetector(Detector):
         self.pca = load_pca(folder, PARAMETERS_FILE)
 
     def describe(self) -> dict:
-        return {**super().describe(), "parameters_file": PARAMETERS_FILE,
-                "n_params": int(self.pca.components_.size + self.pca.mean_.size) if self.pca is not None else None}
+        return {
+            **super().describe(),
+            "parameters_file": PARAMETERS_FILE,
+            "n_params": int(self.pca.components_.size + self.pca.mean_.size) if self.pca is not None else None,
+        }

@@ -9,9 +9,11 @@ latent search that optimises inputs) write their step once against :class:`Updat
 ``Updates`` applies it in place on TensorFlow and PyTorch, :class:`JaxUpdates` threads the
 values through JAX's pure functions.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 from keras.src.backend.common.stateless_scope import StatelessScope
@@ -58,8 +60,7 @@ class Updates:
         """Run code that reads or assigns model state (random draws, metrics)."""
         return fn()
 
-    def gradient_step(self, optimizer: keras.optimizers.Optimizer, variables: Variables,
-                      loss_fn: Callable[[], Any]):
+    def gradient_step(self, optimizer: keras.optimizers.Optimizer, variables: Variables, loss_fn: Callable[[], Any]):
         """One optimizer step on ``variables`` down the gradient of ``loss_fn()``; returns the loss."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
@@ -113,8 +114,7 @@ class JaxUpdates(Updates):
         self._keep(assigned)
         return out
 
-    def gradient_step(self, optimizer: keras.optimizers.Optimizer, variables: Variables,
-                      loss_fn: Callable[[], Any]):
+    def gradient_step(self, optimizer: keras.optimizers.Optimizer, variables: Variables, loss_fn: Callable[[], Any]):
         import jax
 
         variables = list(variables)
@@ -125,7 +125,8 @@ class JaxUpdates(Updates):
         (loss, assigned), grads = jax.value_and_grad(loss_of, has_aux=True)(self.values(variables))
         self._keep(assigned)
         new_trainable, new_optimizer = optimizer.stateless_apply(
-            self.values(optimizer.variables), grads, self.values(variables))
+            self.values(optimizer.variables), grads, self.values(variables)
+        )
         for v, value in zip([*variables, *optimizer.variables], [*new_trainable, *new_optimizer]):
             self._values[id(v)] = value
         return loss
@@ -142,8 +143,12 @@ def custom_train_step(model: keras.Model, step: Callable[[Updates, Any], dict], 
         (data,) = args
         return step(Updates(), data)
     state, data = args
-    groups = [model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
-              model.metrics_variables]
+    groups = [
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    ]
     updates = JaxUpdates([v for group in groups for v in group], [value for part in state for value in part])
     logs = step(updates, data)
     return logs, tuple(updates.values(group) for group in groups)

@@ -13,6 +13,7 @@ multiple of 90 degrees, in the paper's order of application (flip, translate, ro
 T=8 is flips x rotations and T=72 is the paper's full set. The network is plain Keras
 layers from the config (no custom objects), so model.keras loads in safe mode.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,14 +23,13 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import layers
-
 from scipy.special import digamma, polygamma
 
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.checks import integer, is_whole, one_of
 from anomaly_bench.models.base import FitResult, TrainingData
+from anomaly_bench.models.checks import integer, is_whole, one_of
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer, stack_layers
 
 # Translation directions in units of ``shift`` (dy, dx): none first, then the 8 neighbours.
@@ -54,7 +54,7 @@ def dirichlet_mle(log_p: np.ndarray, iterations: int = 1000, tol: float = 1e-9) 
     """Maximum-likelihood Dirichlet concentration for rows of log-probabilities (Minka's fixed point)."""
     mean_log = log_p.mean(axis=0)
     p = np.exp(log_p)
-    m1, m2 = p.mean(axis=0), (p ** 2).mean(axis=0)
+    m1, m2 = p.mean(axis=0), (p**2).mean(axis=0)
     alpha = m1 * max((m1[0] - m2[0]) / max(m2[0] - m1[0] ** 2, _EPS), _EPS)  # method-of-moments start
     for _ in range(iterations):
         updated = inverse_digamma(digamma(alpha.sum()) + mean_log)
@@ -68,8 +68,9 @@ def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Shift [n, h, w, c] images by (dy, dx) pixels, filling the uncovered border with zeros."""
     out = np.zeros_like(images)
     h, w = images.shape[1:3]
-    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -100,8 +101,9 @@ class RandomTransformBatches(keras.utils.PyDataset):
     many transformations either way.
     """
 
-    def __init__(self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int,
-                 views: int = 1) -> None:
+    def __init__(
+        self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int, views: int = 1
+    ) -> None:
         super().__init__()
         self.images, self.n_transforms, self.shift, self.batch_size = images, n_transforms, shift, batch_size
         self.views = views
@@ -111,7 +113,7 @@ class RandomTransformBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         n = len(self.images)
         # k distinct transformations per image: the first k columns of a random permutation per row.
-        drawn = np.argsort(self.rng.random((n, self.n_transforms)), axis=1)[:, :self.views]
+        drawn = np.argsort(self.rng.random((n, self.n_transforms)), axis=1)[:, : self.views]
         self.rows = np.repeat(np.arange(n), self.views)
         self.targets = drawn.reshape(-1)
         self.order = self.rng.permutation(len(self.rows))
@@ -120,7 +122,7 @@ class RandomTransformBatches(keras.utils.PyDataset):
         return math.ceil(len(self.order) / self.batch_size)
 
     def __getitem__(self, batch: int):
-        pairs = self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        pairs = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
         targets = self.targets[pairs]
         return apply_transforms(self.images[self.rows[pairs]], targets, self.shift), targets
 
@@ -128,8 +130,15 @@ class RandomTransformBatches(keras.utils.PyDataset):
 class TransformClassifier(KerasDetector):
     """Anomaly score = mean negative log-probability the CNN gives each true transformation."""
 
-    def __init__(self, name: str, n_transforms: int, shift: int, network: list[dict],
-                 score: str = "cross_entropy", views_per_image: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        n_transforms: int,
+        shift: int,
+        network: list[dict],
+        score: str = "cross_entropy",
+        views_per_image: int = 1,
+    ) -> None:
         super().__init__(name)
         self.n_transforms, self.shift, self.network_spec = n_transforms, shift, list(network)
         self.views_per_image = views_per_image
@@ -140,19 +149,28 @@ class TransformClassifier(KerasDetector):
     def check_settings(self) -> None:
         t = self.n_transforms
         if not (is_whole(t) and MIN_TRANSFORMS <= t <= MAX_TRANSFORMS):
-            raise ConfigError(f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
-                              "(8 = flips x rotations, 72 = with the 9 translations of the paper)")
+            raise ConfigError(
+                f"model.n_transforms={t!r} is not allowed; choose {MIN_TRANSFORMS}-{MAX_TRANSFORMS} "
+                "(8 = flips x rotations, 72 = with the 9 translations of the paper)"
+            )
         integer("shift", self.shift, must="a whole number of pixels >= 1")
-        integer("views_per_image", self.views_per_image, 1, t,
-                must=f"a count 1-{t} (model.n_transforms): the distinct transformations of each image per epoch")
+        integer(
+            "views_per_image",
+            self.views_per_image,
+            1,
+            t,
+            must=f"a count 1-{t} (model.n_transforms): the distinct transformations of each image per epoch",
+        )
         one_of("score", self.score_kind, SCORES)
         if not self.network_spec:
             raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
 
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         if image_shape[0] != image_shape[1]:
-            raise ConfigError(f"model={self.name} rotates images by 90 degrees, which needs square images; these are "
-                              f"{image_shape[0]}x{image_shape[1]}: set dataset.image_size=[S, S]")
+            raise ConfigError(
+                f"model={self.name} rotates images by 90 degrees, which needs square images; these are "
+                f"{image_shape[0]}x{image_shape[1]}: set dataset.image_size=[S, S]"
+            )
         max_shift = min(image_shape[:2]) // 2
         if self.shift >= max_shift:
             raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
@@ -169,10 +187,12 @@ class TransformClassifier(KerasDetector):
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
             self.build(splits.train.x.shape[1:])
-        self.model.compile(optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy",
-                           metrics=["accuracy"])
-        batches = RandomTransformBatches(splits.train.x, self.n_transforms, self.shift, trainer.batch_size,
-                                         trainer.seed, self.views_per_image)
+        self.model.compile(
+            optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        batches = RandomTransformBatches(
+            splits.train.x, self.n_transforms, self.shift, trainer.batch_size, trainer.seed, self.views_per_image
+        )
         validation = None
         if len(splits.val):
             # Fixed pairs (image i under transformation i mod T) so val_loss is comparable across epochs.
@@ -209,5 +229,10 @@ class TransformClassifier(KerasDetector):
                 self.alphas = saved["alphas"]
 
     def describe(self) -> dict:
-        return {**super().describe(), "n_transforms": self.n_transforms, "shift": self.shift, "score": self.score_kind,
-                "views_per_image": self.views_per_image}
+        return {
+            **super().describe(),
+            "n_transforms": self.n_transforms,
+            "shift": self.shift,
+            "score": self.score_kind,
+            "views_per_image": self.views_per_image,
+        }

@@ -7,6 +7,7 @@ Sampling is a layer with its own ``SeedGenerator``, so training is reproducible 
 and the saved ``model.keras`` reloads in safe mode. Scoring is deterministic: it decodes the
 posterior mean.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,8 @@ from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
-from anomaly_bench.models.checks import integer, integers, one_of
 from anomaly_bench.models.base import FitResult, TrainingData
+from anomaly_bench.models.checks import integer, integers, one_of
 from anomaly_bench.models.keras_training import KerasDetector, fit_model, make_optimizer
 from anomaly_bench.scoring import reconstruction_error
 
@@ -60,9 +61,17 @@ def per_image_terms(images, reconstruction, mean, log_var):
 class ConvVAE(keras.Model):
     """Strided conv encoder to a ``latent_dim`` Gaussian, transposed-conv decoder back to the image."""
 
-    def __init__(self, image_shape: tuple[int, ...], filters: tuple[int, ...] = (32, 64),
-                 kernel_size: int = 3, dense_units: int = 16, latent_dim: int = 2, beta: float = 1.0,
-                 seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        filters: tuple[int, ...] = (32, 64),
+        kernel_size: int = 3,
+        dense_units: int = 16,
+        latent_dim: int = 2,
+        beta: float = 1.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.image_shape, self.filters = tuple(image_shape), tuple(int(f) for f in filters)
         self.kernel_size, self.dense_units, self.latent_dim = int(kernel_size), int(dense_units), int(latent_dim)
@@ -101,16 +110,31 @@ class ConvVAE(keras.Model):
         return ops.mean(reconstruction_term + self.beta * kl)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
-                "kernel_size": self.kernel_size, "dense_units": self.dense_units, "latent_dim": self.latent_dim,
-                "beta": self.beta, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "image_shape": list(self.image_shape),
+            "filters": list(self.filters),
+            "kernel_size": self.kernel_size,
+            "dense_units": self.dense_units,
+            "latent_dim": self.latent_dim,
+            "beta": self.beta,
+            "seed": self.seed,
+        }
 
 
 class VAEDetector(KerasDetector):
     """Score = reconstruction error of the decoded posterior mean (mse) or the per-image training objective (elbo)."""
 
-    def __init__(self, name: str, filters: list[int], kernel_size: int = 3, dense_units: int = 16,
-                 latent_dim: int = 2, beta: float = 1.0, score: str = "elbo") -> None:
+    def __init__(
+        self,
+        name: str,
+        filters: list[int],
+        kernel_size: int = 3,
+        dense_units: int = 16,
+        latent_dim: int = 2,
+        beta: float = 1.0,
+        score: str = "elbo",
+    ) -> None:
         super().__init__(name)
         self.filters, self.kernel_size, self.dense_units = list(filters), kernel_size, dense_units
         self.latent_dim, self.beta, self.score_kind = latent_dim, float(beta), score
@@ -127,13 +151,23 @@ class VAEDetector(KerasDetector):
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         side = 2 ** len(self.filters)
         if any(s % side for s in image_shape[:2]):
-            raise ConfigError(f"model.filters has {len(self.filters)} stride-2 layers; the image sides "
-                              f"{image_shape[0]}x{image_shape[1]} must divide by {side} (use at most "
-                              f"{min(_max_halvings(s) for s in image_shape[:2])} filters, or set dataset.image_size)")
+            raise ConfigError(
+                f"model.filters has {len(self.filters)} stride-2 layers; the image sides "
+                f"{image_shape[0]}x{image_shape[1]} must divide by {side} (use at most "
+                f"{min(_max_halvings(s) for s in image_shape[:2])} filters, or set dataset.image_size)"
+            )
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
-        self.model = ConvVAE(splits.train.x.shape[1:], self.filters, self.kernel_size, self.dense_units,
-                             self.latent_dim, self.beta, seed=trainer.seed, name=self.name)
+        self.model = ConvVAE(
+            splits.train.x.shape[1:],
+            self.filters,
+            self.kernel_size,
+            self.dense_units,
+            self.latent_dim,
+            self.beta,
+            seed=trainer.seed,
+            name=self.name,
+        )
         self.model.compile(optimizer=make_optimizer(trainer))
         x, val = splits.train.x, splits.val.x
         history = fit_model(self.model, x, x, trainer, (val, val) if len(val) else None)
@@ -158,8 +192,12 @@ class VAEDetector(KerasDetector):
     def write_extra_artifacts(self, folder: Path, splits: Splits, test_scores: np.ndarray) -> list[str]:
         if self.latent_dim != 2:
             return []
-        plots.latent(self.encode(splits.test.x)[0], splits.test.labels, folder / "latent.png",
-                     f"{self.name}: posterior means of the test images")
+        plots.latent(
+            self.encode(splits.test.x)[0],
+            splits.test.labels,
+            folder / "latent.png",
+            f"{self.name}: posterior means of the test images",
+        )
         return ["latent.png"]
 
     def describe(self) -> dict:

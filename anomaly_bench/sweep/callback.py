@@ -6,6 +6,7 @@ same process for the basic launcher, a reused worker for joblib, a cluster node 
 submitit); the callback object travels to the workers with the attributes set in
 ``on_multirun_start``, which is how every job knows the size of the sweep.
 """
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ can live with: NaN for the basic sweeper, which ignores it, and for a search wit
 (the Optuna sweeper) the worst value of that direction, because Optuna ends the whole study
 when a trial returns NaN or raises.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,8 +89,13 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     sweep_dir = Path(hydra_cfg.sweep.dir)
     scratch, output_dir = output_dir, job_folder(output_dir, sweep_dir)
     metric = cfg.get("optimized_metric", "val_auroc")
-    record: dict = {"job": int(hydra_cfg.job.num), "overrides": " ".join(hydra_cfg.overrides.task),
-                    "folder": os.path.relpath(output_dir, sweep_dir), "resumed": False, "error": None}
+    record: dict = {
+        "job": int(hydra_cfg.job.num),
+        "overrides": " ".join(hydra_cfg.overrides.task),
+        "folder": os.path.relpath(output_dir, sweep_dir),
+        "resumed": False,
+        "error": None,
+    }
     started = time.perf_counter()
     metrics_mtime = _mtime(output_dir / METRICS_FILE)
     try:
@@ -147,7 +153,6 @@ def failed_trial_value(hydra_cfg) -> float:
         direction = direction[0] if len(direction) else None
     name = str(getattr(direction, "name", direction)).lower()
     return {"maximize": 0.0, "minimize": 1.0}.get(name, math.nan)
-
 
 
 def _record_failure(folder: Path, exc: BaseException, recorded_by_run: bool) -> None:

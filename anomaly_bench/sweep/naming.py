@@ -6,6 +6,7 @@ override list can exceed the 255-byte limit of a folder name. Lists become dash-
 (``dataset.normal_classes=0-1``, as in single-run folder names) and anything unusual an
 underscore; the name stays deterministic so a resumed sweep finds its folders again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,5 +30,5 @@ def safe_dirname(override_dirname: str) -> str:
     name = _UNSAFE.sub("_", name)
     if len(name) > MAX_NAME_BYTES:
         digest = hashlib.sha1(original.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_NAME_BYTES - 11]}-{digest}"
+        name = f"{name[: MAX_NAME_BYTES - 11]}-{digest}"
     return name

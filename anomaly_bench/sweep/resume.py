@@ -4,6 +4,7 @@ Hydra rewrites ``.hydra/`` before a job's code starts, so the config a result wa
 with is recorded in ``metrics.json`` (key ``config``, see :func:`anomaly_bench.run_folder.config_snapshot`). Keys
 that do not change a result are left out: ``resume`` itself and Hydra's own settings.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,11 @@ def config_differences(recorded: dict | None, current: dict) -> list[str]:
         return ["no config recorded in metrics.json"]
     old, new = flatten(recorded), flatten(current)
     missing = object()
-    return [f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
-            for key in sorted(old.keys() | new.keys()) if old.get(key, missing) != new.get(key, missing)]
+    return [
+        f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, missing) != new.get(key, missing)
+    ]
 
 
 def completed_result(folder: Path) -> dict | None:

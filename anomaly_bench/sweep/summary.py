@@ -5,6 +5,7 @@ its own record file into the sweep folder and the process that started the sweep
 them at the end. Only jobs of the current invocation are listed: the records are reset
 when a sweep starts, and removed once the summary is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,11 +64,16 @@ def describe(table: pd.DataFrame, path: Path) -> str:
     """The text printed at the end of a sweep: counts, failures with their reason, the table."""
     failed = table[table["status"] == "failed"]
     n_resumed = int(table["resumed"].sum())
-    lines = [f"sweep: {len(table)} jobs, {len(table) - len(failed)} completed ({n_resumed} resumed), {len(failed)} failed"]
+    lines = [
+        f"sweep: {len(table)} jobs, {len(table) - len(failed)} completed ({n_resumed} resumed), {len(failed)} failed"
+    ]
     for row in failed.itertuples():
         lines.append(f"  FAILED job {row.job} ({row.folder}): {row.error}")
     shown = table[["job", "status", "resumed", *METRICS, "duration_s", "overrides"]]
-    lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-",
-                                 formatters={"duration_s": lambda v: f"{v:.1f}"}))
+    lines.append(
+        shown.to_string(
+            index=False, float_format=lambda v: f"{v:.4f}", na_rep="-", formatters={"duration_s": lambda v: f"{v:.1f}"}
+        )
+    )
     lines.append(f"summary: {path}")
     return "\n".join(lines)
