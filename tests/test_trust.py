@@ -153,9 +153,9 @@ def test_every_detector_class_of_the_package_is_declared():
     for module in pkgutil.iter_modules(models.__path__):
         loaded = importlib.import_module(f"anomaly_bench.models.{module.name}")
         for value in vars(loaded).values():
-            if isinstance(value, type) and issubclass(value, Detector) and value.__module__ == loaded.__name__:
-                if not getattr(value, "__abstractmethods__", None):
-                    found.add(f"{value.__module__}.{value.__qualname__}")
+            concrete = isinstance(value, type) and not getattr(value, "__abstractmethods__", None)
+            if concrete and issubclass(value, Detector) and value.__module__ == loaded.__name__:
+                found.add(f"{value.__module__}.{value.__qualname__}")
     assert found == {t for t in DETECTOR_TARGETS if t.startswith("anomaly_bench.")}
 
 
@@ -434,3 +434,19 @@ def test_a_study_whose_trials_all_failed_names_no_best_setting(tmp_path):
     correct_results(tmp_path, mixed, cfg)
     written = yaml.safe_load((tmp_path / RESULTS_FILE).read_text())
     assert written["best_params"] == {"model.n_components": 3} and written["best_value"] == 0.75
+
+
+def test_a_config_yaml_with_aliases_or_a_huge_metrics_json_is_a_corrupt_row(copy_of):
+    from anomaly_bench.compare.load import load_run
+
+    folder = copy_of()
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(12)
+    )
+    (folder / ".hydra" / "config.yaml").write_text(bomb)
+    record = load_run(folder)
+    assert record.status == "corrupt" and "aliases" in record.problem
+    with open(folder / METRICS_FILE, "w") as handle:
+        handle.truncate(17 * 2**20)
+    assert "larger than 16 MB" in load_run(folder).problem
