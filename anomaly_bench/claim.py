@@ -80,7 +80,7 @@ def _make_parents(option: str, path: Path) -> list[Path]:
         missing.append(parent)
         parent = parent.parent
     _refuse_results(option, parent)
-    created = []
+    created: list[Path] = []
     for folder in reversed(missing):
         try:
             folder.mkdir()

@@ -314,7 +314,9 @@ def _score_into(out: Path, run_dir: Path, found: Found, batch_size: int, top: in
 
     unreadable: list[tuple[str, str]] = []
     started = time.perf_counter()
-    frames, best = [], []  # best: a min-heap of (score, order, name, uint8 image) holding the top images
+    frames: list[pd.DataFrame] = []
+    # A min-heap of (score, order, name, uint8 image) holding the top images.
+    best: list[tuple[float, int, str, np.ndarray]] = []
     done = flagged_so_far = 0
     for names, indices, images in batches(sources, trained, batch_size, unreadable):
         scores = trained.score(trained.prepare(images))

@@ -138,7 +138,7 @@ class DetectorFile:
 
 
 def _image_shape(path: Path, preprocessing: dict) -> tuple[int, int, int]:
-    shape = preprocessing.get("image_shape")
+    shape: Any = preprocessing.get("image_shape")
     ok = (
         isinstance(shape, list)
         and len(shape) == 3
@@ -188,7 +188,7 @@ def read_detector_file(folder: Path) -> DetectorFile:
         raise ConfigError(f"{path}: model._target_ is missing; it names the detector class")
     check_targets(model, "model", path, DETECTOR_TARGETS)
     threshold = _object(path, facts, "threshold", "an object with value and threshold_rule")
-    value = threshold.get("value")
+    value: Any = threshold.get("value")
     if not _is_number(value):
         raise ConfigError(f"{path}: threshold.value={shown(value, 40)} must be a finite number")
     rule = threshold.get("threshold_rule")

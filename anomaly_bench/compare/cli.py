@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.out.write_bytes(data)
     except OSError as exc:
-        claim.release()
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     print(f"{PROG}: wrote {args.out}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def from_pil(image: Image.Image, size: tuple[int, int] | None, channels: int) ->
     return array[..., None] if channels == 1 else array
 
 
-def conform(images: np.ndarray, image_size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+def conform(images: np.ndarray, image_size: Sequence[int] | None, channels: int | None) -> np.ndarray:
     """uint8 N x H x W x C -> uint8 N x H' x W' x C': resized to ``image_size`` [H', W'] and converted
     to ``channels`` (1 = grey by Pillow's luma, 3 = RGB). None keeps the data's own size / channels;
     when nothing changes the input array itself is returned (no copy)."""

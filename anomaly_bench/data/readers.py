@@ -13,11 +13,13 @@ size (deflate cannot expand data further), so memory stays proportional to the f
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import zipfile
 import zlib
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -29,7 +31,7 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 #: Deflate (gzip, zip) expands data at most ~1032 times; anything claiming more is not honest data.
@@ -157,8 +159,8 @@ def read_npz_array(path: Path, key: str) -> np.ndarray:
                         f"{where}: header promises {nbytes} bytes, the entry holds {info.file_size - header}"
                     )
                 array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-                view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if array.size else memoryview(b"")
-                if array.size and member.readinto(view) != nbytes:
+                reader = cast(io.BufferedIOBase, member)  # a ZipExtFile: reads straight into the array
+                if array.size and reader.readinto(array.reshape(-1, order="A").view(np.uint8).data) != nbytes:
                     raise BadDataError(f"{where}: truncated (fewer bytes than its header promises)")
                 return array
     except KeyError:

@@ -82,6 +82,7 @@ def correct_results(sweep_dir: Path, table: pd.DataFrame, cfg: DictConfig) -> No
         done = done[done[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     else:
         return  # no column to rank by: the plugin's own choice stands
+    corrected: dict[str, Any]
     if done.empty:
         corrected = {
             "name": "optuna",
