@@ -118,7 +118,8 @@ def npz_keys(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             return [name[: -len(NPY_SUFFIX)] for name in archive.namelist() if name.endswith(NPY_SUFFIX)]
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+        # NotImplementedError: a zip version or compression numpy never writes; RuntimeError: encrypted
         raise BadDataError(f"{path}: corrupt .npz archive ({type(exc).__name__}: {exc})") from None
 
 
@@ -165,7 +166,7 @@ def read_npz_array(path: Path, key: str) -> np.ndarray:
                 return array
     except KeyError:
         raise BadDataError(f"{where}: no such array in the archive") from None
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, BadDataError):
             raise
         raise BadDataError(
