@@ -422,7 +422,7 @@ def test_a_study_whose_trials_all_failed_names_no_best_setting(tmp_path):
     )
     (tmp_path / RESULTS_FILE).write_text("name: optuna\nbest_params: {model.n_components: 7}\nbest_value: 0.0\n")
     failed = pd.DataFrame([{"job": 0, "status": "failed", "val_auroc": None, "overrides": "model.n_components=7"}])
-    correct_results(tmp_path, failed, cfg)
+    assert "every trial failed" in (correct_results(tmp_path, failed, cfg) or "")
     assert yaml.safe_load((tmp_path / RESULTS_FILE).read_text())["best_params"] is None
     mixed = pd.DataFrame(
         [

@@ -90,6 +90,8 @@ class SweepCallback(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         path, table = write_summary(sweep_dir, read_records(sweep_dir))
-        correct_results(sweep_dir, table, config)
+        correction = correct_results(sweep_dir, table, config)
         print(describe(table, path), flush=True)
+        if correction:
+            print(correction, flush=True)
         _last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))

@@ -68,20 +68,21 @@ def _value(text: str) -> Any:
         return text
 
 
-def correct_results(sweep_dir: Path, table: pd.DataFrame, cfg: DictConfig) -> None:
-    """Make optimization_results.yaml name the best *completed* job, or none when every trial failed."""
+def correct_results(sweep_dir: Path, table: pd.DataFrame, cfg: DictConfig) -> str | None:
+    """Make optimization_results.yaml name the best *completed* job, or none when every trial failed;
+    returns the line to print when the plugin's own "Best parameters" line was wrong."""
     path = Path(sweep_dir) / RESULTS_FILE
     if not is_optuna(cfg) or not path.is_file():
-        return
+        return None
     written = yaml.safe_load(path.read_text()) or {}
     if "best_params" not in written:
-        return  # several objectives: the plugin writes a Pareto front, left as it is
+        return None  # several objectives: the plugin writes a Pareto front, left as it is
     metric = str(OmegaConf.select(cfg, "optimized_metric", default="val_auroc"))
     done = table[table["status"] == "completed"]
     if metric in done.columns:
         done = done[done[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     else:
-        return  # no column to rank by: the plugin's own choice stands
+        return None  # no column to rank by: the plugin's own choice stands
     corrected: dict[str, Any]
     if done.empty:
         corrected = {
@@ -97,3 +98,8 @@ def correct_results(sweep_dir: Path, table: pd.DataFrame, cfg: DictConfig) -> No
         params = {k: _value(chosen[k]) for k in written["best_params"] or {} if k in chosen}
         corrected = {"name": "optuna", "best_params": params, "best_value": float(best[metric])}
     path.write_text(yaml.safe_dump(corrected, sort_keys=False))
+    if corrected["best_params"] == written.get("best_params") and corrected["best_value"] == written.get("best_value"):
+        return None
+    if corrected["best_params"] is None:
+        return f"optuna: every trial failed; no best setting ({path} says so)"
+    return f"optuna: best completed trial {corrected['best_params']} ({metric} {corrected['best_value']:.4f}), written to {path}"
