@@ -70,7 +70,7 @@ def score_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, pa
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label=f"normal (n={int((labels == 0).sum())})")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (n={int((labels == 1).sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
-    ax.set(xlabel="anomaly score", ylabel="density (each kind sums to 1)")
+    ax.set(xlabel="anomaly score", ylabel="density (each kind's area = 1)")
     _title(ax, title)
     ax.legend()
     _save(fig, path)
