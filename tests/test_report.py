@@ -64,6 +64,7 @@ def test_auroc_dots_zoom_to_the_values_and_print_them(captured):
     (ax,) = captured[0].axes
     start, end = ax.get_xlim()
     assert 0.99 < start < 0.993 and 0.9977 <= end <= 1.0  # 0.9967 and 0.9948 lie apart, not on a 0-1.2 axis
+    assert all(start <= t <= 1.0 for t in ax.get_xticks())
     assert [t.get_text() for t in ax.texts] == ["0.9967", "0.9948 ± 0.0010", "0.9930"]
     assert f"axis starts at {start:.4g}, not 0" in captured[0].get_supxlabel()
 
@@ -74,6 +75,7 @@ def test_auroc_dots_break_the_axis_at_a_wide_empty_gap(captured):
     assert low.get_xlim()[1] < 0.3 and high.get_xlim()[0] > 0.99
     assert "broken between" in captured[0].get_supxlabel()
     assert not low.spines["right"].get_visible() and not high.spines["left"].get_visible()
+    assert high.get_xlim()[1] > 0.9967 + 0.0019 and max(high.get_xticks()) <= 1.0  # a dot near 1 is whole
     assert figures.axis_parts(np.array([0.9, 0.8, 0.7]), np.zeros(3)) == [(pytest.approx(0.684), pytest.approx(0.916))]
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import MaxNLocator
 
+from anomaly_bench.compare.table import UNIT_METRICS
 from anomaly_bench.run_folder import SCORES_FILE
 
 DPI = 100
@@ -178,7 +179,7 @@ def axis_parts(means: np.ndarray, errors: np.ndarray) -> list[tuple[float, float
     """The value ranges the dot plot's axis shows: the values' span (± std), or two ranges when
     a gap wider than BREAK_SHARE of the span separates them and at least one side holds several
     values that the gap would squeeze together (a broken axis), each with a margin; metrics in
-    [0, 1] stay within it."""
+    [0, 1] start at 0 at the lowest, and end past 1 only by the margin that keeps a dot at 1 whole."""
     finite = np.isfinite(means)
     low, high = means[finite] - errors[finite], means[finite] + errors[finite]
     if not len(low):
@@ -195,7 +196,7 @@ def axis_parts(means: np.ndarray, errors: np.ndarray) -> list[tuple[float, float
     for start, end in spans:
         pad = max((end - start) * 0.08, 0.002)
         start, end = start - pad, end + pad
-        parts.append((max(start, 0.0), min(end, 1.0)) if unit else (start, end))
+        parts.append((max(start, 0.0), end) if unit else (start, end))
     return parts
 
 
@@ -245,14 +246,17 @@ def metric_dots(labels: list[str], means: list[float], stds: list[float], metric
         layout=ConstrainedLayoutEngine(wspace=0.0, w_pad=0.02),
     )
     y = np.arange(len(labels))
+    top = 1.0 if metric in UNIT_METRICS else np.inf  # no tick promises a value a metric cannot have
+    chance = False
     for ax, (start, end), width in zip(axes[0], parts, widths):
         ax.hlines(y, start, values, color="#bbbbbb", linewidth=0.8, linestyle=":")
         ax.errorbar(values, y, xerr=errors, fmt="o", color="tab:blue", markersize=7, capsize=4, elinewidth=1.2)
         if start < CHANCE < end and metric in CHANCE_METRICS:
             ax.axvline(CHANCE, color="grey", linestyle=(0, (1, 3)))
-            ax.text(CHANCE, -0.6, " chance", color="grey", fontsize="small", va="bottom")
+            chance = True
+        ticks = MaxNLocator(nbins=max(2, round(10 * width / sum(widths)))).tick_values(start, end)
+        ax.set_xticks([t for t in ticks if start <= t <= min(end, top)])
         ax.set_xlim(start, end)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=max(2, round(10 * width / sum(widths)))))
         ax.grid(axis="x", alpha=0.3)
     if len(parts) == 2:
         _break_marks(*axes[0])
@@ -266,7 +270,8 @@ def metric_dots(labels: list[str], means: list[float], stds: list[float], metric
     first.set_ylim(len(labels) - 0.5, -0.7)
     where = "0" if parts[0][0] == 0.0 else f"{parts[0][0]:.4g}, not 0"
     broken = f", broken between {parts[0][1]:.4g} and {parts[1][0]:.4g}" if len(parts) == 2 else ""
-    fig.supxlabel(f"{metric} (axis starts at {where}{broken}; values at the right)", fontsize="medium")
+    dotted = "; dotted line: chance" if chance else ""
+    fig.supxlabel(f"{metric} (axis starts at {where}{broken}; values at the right{dotted})", fontsize="medium")
     return _png(fig)
 
 

@@ -1,4 +1,4 @@
-"""One self-contained HTML report: tables, AUROC bars, overlaid ROC curves, histogram thumbnails.
+"""One self-contained HTML report: tables, AUROC dots (bars per normal class), overlaid ROC curves, histogram thumbnails.
 
 Every image is embedded as base64 PNG so the file can be mailed or archived alone. Every
 text that comes from a config or a folder name goes through :func:`html.escape`: a config
@@ -145,7 +145,7 @@ def _differing(runs: pd.DataFrame) -> list[str]:
     return columns[columns.index("run") + 1 : columns.index("status")]
 
 
-def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
+def _auroc_figure(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
     if result.percent:
         table = as_fractions(result)
         classes = [c for c in table.columns if c.isdigit()]
@@ -230,10 +230,10 @@ def render(result: Comparison, records: list[RunRecord], options: ReportOptions)
         html_table(as_fractions(result), wide=result.table is result.runs),
     ]
     if not done.empty:
-        bars, caption = _bars(result, done, options)
+        auroc, caption = _auroc_figure(result, done, options)
         parts += [
             f"<h2>{_e(BAR_METRIC.upper())}</h2>",
-            _img(bars, caption, "plot"),
+            _img(auroc, caption, "plot"),
             f'<p class="note">{_e(caption)}</p>',
         ]
         roc, caption = _roc(done, records, options)
