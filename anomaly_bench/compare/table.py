@@ -178,10 +178,14 @@ def run_table(
 ) -> pd.DataFrame:
     """Columns: run, differing config keys (+ extra_keys), status, metrics, duration."""
     keys = list(dict.fromkeys([*differing_keys(records), *(k for k in extra_keys if k in lookup.config_keys)]))
-    data: dict[str, Any] = {"run": run_label(records)}
+    # Text columns are object dtype: pandas' Arrow strings refuse a folder name that is not UTF-8
+    # (read with surrogate escapes), and compare writes such names back byte for byte.
+    data: dict[str, Any] = {"run": pd.Series(run_label(records), dtype=object)}
     for key in keys:
-        data[key] = [NOT_USED if unused(r, key) else value_text(lookup.value(r, key)) for r in records]
-    data["status"] = [r.status for r in records]
+        data[key] = pd.Series(
+            [NOT_USED if unused(r, key) else value_text(lookup.value(r, key)) for r in records], dtype=object
+        )
+    data["status"] = pd.Series([r.status for r in records], dtype=object)
     for name in [*metrics, *(k for k in extra_keys if k not in keys and k not in metrics and k != "status")]:
         data[name] = _metric_column([r.metrics.get(name, _MISSING) if r.ok else _MISSING for r in records])
     data[DURATION] = _metric_column([r.metrics.get(DURATION_SOURCE, _MISSING) if r.ok else _MISSING for r in records])
