@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -33,3 +34,26 @@ def compose_config(overrides: list[str] | None = None):
     """The config a command line with these overrides would run (Hydra's compose API)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """A completed tiny run per list of overrides, trained once per test session.
+
+    Tests that only read a run folder (load it, predict with it, check its files) share it
+    instead of each training the same config; a test that changes the folder copies it first.
+    """
+    from anomaly_bench.run import run
+
+    root = tmp_path_factory.mktemp("shared_runs")
+    done: dict[tuple[str, ...], tuple[Path, dict]] = {}
+
+    def get(overrides: list[str]) -> tuple[Path, dict]:
+        key = tuple(overrides)
+        if key not in done:
+            folder = root / f"run{len(done):03d}"
+            done[key] = (folder, run(compose_config(list(overrides)), folder))
+        folder, metrics = done[key]
+        return folder, copy.deepcopy(metrics)
+
+    return get

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import DATA_ROOT, REPO, TINY, compose_config, needs_mnist
+from zoo_runs import overrides_for
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.anogan import AnoGANDetector
@@ -137,9 +138,10 @@ def test_tiny_search_run_writes_the_gan_folder_contract(tmp_path):
 
 
 @needs_mnist
-def test_tiny_encoder_run_reloads_and_reproduces_its_scores(tmp_path):
-    overrides = [*ONE_VS_NINE, *TINY_GAN, "model.scoring=encoder", "model.encoder_epochs=1", "model.checkpoint_every=0"]
-    run(compose_config(overrides), tmp_path)
+def test_tiny_encoder_run_reloads_and_reproduces_its_scores(shared_run):
+    """The f-AnoGAN run that load_detector tests load too, trained once per test session."""
+    overrides = overrides_for("anogan_encoder")
+    tmp_path, _ = shared_run(overrides)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
     assert (tmp_path / "encoder_history.csv").is_file() and not (tmp_path / "checkpoints").exists()
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)

@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONF_DIR, compose_config, needs_mnist
+from conftest import compose_config, needs_mnist
 from PIL import Image
 from sklearn.covariance import EllipticEnvelope
+from zoo_runs import CASES, SMALL, overrides_for
 
 import anomaly_bench
 from anomaly_bench import predict
@@ -18,43 +19,7 @@ from anomaly_bench.models.classical import PixelDetector
 from anomaly_bench.run import run
 from anomaly_bench.run_folder import DETECTOR_FILE, METRICS_FILE
 
-SMALL = [
-    "dataset.normal_classes=[1]",
-    "dataset.anomaly_classes=[0]",
-    "dataset.max_train=200",
-    "dataset.max_test=120",
-    "trainer.epochs=1",
-    "trainer.batch_size=64",
-]
-# Every model YAML, so a model added to conf/model/ is covered without touching this file,
-# plus the variants whose saved state differs (encoder features, PCA first, f-AnoGAN encoder).
-VARIANTS = {
-    "anogan": ["model.search_steps=3", "model.sample_every=0", "model.checkpoint_every=0"],
-    "anogan_encoder": [
-        "model=anogan",
-        "model.scoring=encoder",
-        "model.encoder_epochs=1",
-        "model.sample_every=0",
-        "model.checkpoint_every=0",
-    ],
-    "knn_encoder": ["model=knn", "model.features=encoder"],
-    "ocsvm_pca": ["model=ocsvm", "model.pca_components=10"],
-    "isolation_forest_pca": ["model=isolation_forest", "model.pca_components=10"],
-    "transform_classifier_cross_entropy": ["model=transform_classifier", "model.score=cross_entropy"],
-    "ensemble_with_pca": ["model=ensemble", "+model@model.members.pca=pca"],
-}
 N_PNG = 16
-# Variants whose load path another case already covers: run with `pytest -m slow`.
-SLOW = {"ocsvm_pca", "transform_classifier_cross_entropy", "ensemble_with_pca"}
-CASES = [
-    pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
-    for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
-]
-
-
-def overrides_for(case: str) -> list[str]:
-    extra = VARIANTS.get(case, [])
-    return (extra if any(o.startswith("model=") for o in extra) else [f"model={case}", *extra]) + SMALL
 
 
 def rebuilt_test_images(run_dir, index: np.ndarray) -> np.ndarray:
@@ -84,25 +49,25 @@ def assert_same_decisions(trained, scores: np.ndarray, expected: pd.DataFrame) -
 
 @needs_mnist
 @pytest.mark.parametrize("case", CASES)
-def test_loaded_detector_reproduces_the_runs_scores_and_flags(tmp_path, case):
-    metrics = run(compose_config(overrides_for(case)), tmp_path)
-    facts = json.loads((tmp_path / DETECTOR_FILE).read_text())
+def test_loaded_detector_reproduces_the_runs_scores_and_flags(tmp_path, shared_run, case):
+    run_dir, metrics = shared_run(overrides_for(case))
+    facts = json.loads((run_dir / DETECTOR_FILE).read_text())
     assert facts["preprocessing"]["image_shape"] == [28, 28, 1]
     assert facts["threshold"]["value"] == metrics["threshold"]
     assert facts["threshold"]["threshold_rule"] == metrics["threshold_rule"] == "val_mean_std"
-    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.joblib"))
+    assert not list(run_dir.rglob("*.pkl")) and not list(run_dir.rglob("*.joblib"))
 
-    trained = anomaly_bench.load_detector(tmp_path)
-    expected = pd.read_csv(tmp_path / "scores.csv")
-    uint8_images = rebuilt_test_images(tmp_path, expected["index"].to_numpy())
+    trained = anomaly_bench.load_detector(run_dir)
+    expected = pd.read_csv(run_dir / "scores.csv")
+    uint8_images = rebuilt_test_images(run_dir, expected["index"].to_numpy())
     assert (trained.threshold, trained.threshold_rule) == (metrics["threshold"], "val_mean_std")
     assert_same_decisions(trained, trained.score(trained.prepare(uint8_images)), expected)
 
     # The same images as PNG files through the predict command give the same scores and flags.
-    pngs = tmp_path.parent / f"{case}_png"
+    pngs = tmp_path / f"{case}_png"
     export_png(uint8_images[:N_PNG], expected["index"][:N_PNG], pngs)
-    out = tmp_path.parent / f"{case}_predictions"
-    assert predict.main([str(tmp_path), str(pngs), "--out", str(out)]) == 0
+    out = tmp_path / f"{case}_predictions"
+    assert predict.main([str(run_dir), str(pngs), "--out", str(out)]) == 0
     predicted = pd.read_csv(out / "predictions.csv")
     assert list(predicted["source"]) == sorted(str(p) for p in pngs.iterdir())
     assert_same_decisions(trained, predicted["score"].to_numpy(), expected[:N_PNG])
@@ -111,9 +76,8 @@ def test_loaded_detector_reproduces_the_runs_scores_and_flags(tmp_path, case):
 
 
 @needs_mnist
-def test_a_copied_folder_is_the_same_detector_and_refuses_an_unfinished_run(tmp_path):
-    run(compose_config(["model=pca", *SMALL]), tmp_path / "run")
-    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+def test_a_copied_folder_is_the_same_detector_and_refuses_an_unfinished_run(tmp_path, shared_run):
+    shutil.copytree(shared_run(overrides_for("pca"))[0], tmp_path / "copy")
     trained = anomaly_bench.load_detector(tmp_path / "copy")
     expected = pd.read_csv(tmp_path / "copy" / "scores.csv")
     assert_same_decisions(
@@ -129,8 +93,8 @@ def test_a_copied_folder_is_the_same_detector_and_refuses_an_unfinished_run(tmp_
 
 @needs_mnist
 @pytest.mark.parametrize("target", ["os.system", "builtins.eval", "anomaly_bench.run.run", "subprocess.Popen"])
-def test_a_saved_config_naming_anything_but_a_detector_is_refused(tmp_path, target):
-    run(compose_config(["model=pca", *SMALL]), tmp_path)
+def test_a_saved_config_naming_anything_but_a_detector_is_refused(tmp_path, shared_run, target):
+    shutil.copytree(shared_run(overrides_for("pca"))[0], tmp_path, dirs_exist_ok=True)
     facts = json.loads((tmp_path / DETECTOR_FILE).read_text())
     facts["model"]["_target_"] = target
     (tmp_path / DETECTOR_FILE).write_text(json.dumps(facts))

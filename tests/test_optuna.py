@@ -121,6 +121,8 @@ def test_hparams_search_presets_optimise_validation_auroc(preset, model):
     validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
 
+# Real Optuna sweeps (a subprocess each, a few runs) are in the slow tier; the default run keeps
+# their parts: val_auroc in metrics.json, the presets composing, the failed-trial value.
 def optuna_search(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)
@@ -135,6 +137,7 @@ def optuna_search(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_real_optuna_search_survives_a_failed_trial(tmp_path):
     result = optuna_search(
         "hydra/sweeper=optuna",
@@ -157,6 +160,7 @@ def test_real_optuna_search_survives_a_failed_trial(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_pca_search_preset_runs_and_picks_the_best_validation_auroc(tmp_path):
     result = optuna_search(
         "hparams_search=pca_optuna", "hydra.sweeper.n_trials=2", *TINY_PCA[1:], "hydra.sweep.dir=search", cwd=tmp_path

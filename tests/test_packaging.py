@@ -1,6 +1,10 @@
 """The package as a user installs it: a wheel built from this tree, installed into a fresh
 virtual environment and run from an empty folder, outside the repository.
 
+Building and installing the wheel takes a minute on a small machine: those tests are in the
+slow tier (``pytest -m slow``); the default run checks what the build is made from (listed
+packages, shipped config files).
+
 The fresh environment gets the wheel alone (no index, no download); its dependencies are
 made visible through a .pth file naming this interpreter's site-packages, which never
 exposes the repository itself (PYTHONPATH is cleared and the editable install's finder is
@@ -41,6 +45,18 @@ def test_listed_packages_cover_every_package_in_the_source_tree():
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "anomaly_bench").rglob("__init__.py")}
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
     assert "anomaly_bench.conf" in listed
+
+
+def test_package_data_ships_every_file_of_the_config_tree():
+    """Fast sibling of the wheel tests: every file under conf/ matches the package-data patterns."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["anomaly_bench.conf"] == "conf"
+    patterns = setuptools["package-data"]["anomaly_bench.conf"]
+    files = [p.relative_to(REPO / "conf") for p in (REPO / "conf").rglob("*") if p.is_file()]
+    assert sorted(patterns) == ["**/*.yaml", "*.yaml"]  # the top folder and every folder below it
+    assert files and all(f.suffix == ".yaml" for f in files), [f for f in files if f.suffix != ".yaml"]
+    assert {f.parts[0] for f in files if len(f.parts) > 1} >= {"model", "dataset", "trainer", "experiment"}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +129,7 @@ def cli(installed: dict, *args: str, command: str = "anomaly-bench") -> subproce
     )
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_config_tree_and_uses_it(installed):
     shipped = sorted(
         p.relative_to(installed["site"] / "anomaly_bench" / "conf").as_posix()
@@ -136,6 +153,7 @@ def test_wheel_ships_the_config_tree_and_uses_it(installed):
     assert Path(module).is_relative_to(installed["site"]) and Path(conf) == installed["site"] / "anomaly_bench" / "conf"
 
 
+@pytest.mark.slow
 def test_installed_help_cfg_and_bad_option_work_from_an_empty_folder(installed):
     help_ = cli(installed, "--help")
     assert help_.returncode == 0, help_.stderr[-2000:]
@@ -158,6 +176,7 @@ def test_installed_help_cfg_and_bad_option_work_from_an_empty_folder(installed):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_installed_run_sweep_and_users_own_model(installed, tmp_path):
     installed = {**installed, "cwd": tmp_path}
     (tmp_path / "my_conf" / "model").mkdir(parents=True)

@@ -1,5 +1,6 @@
-"""``anomaly-bench-predict`` through a subprocess: PNG files, folders, globs, .npz and IDX inputs,
-images of another size and colour, unreadable files, and the bad-input exit codes."""
+"""``anomaly-bench-predict``: PNG files, folders, globs, .npz and IDX inputs, images of another size
+and colour, unreadable files, and the bad-input exit codes. A few cases run the command in a
+subprocess as a user does; the others call its ``main`` in this process (no second start-up)."""
 
 import gzip
 import json
@@ -13,18 +14,11 @@ import pytest
 from conftest import compose_config, needs_fashion, needs_mnist
 from image_data import fashion_folder
 from PIL import Image
+from zoo_runs import SMALL
 
+from anomaly_bench import predict
 from anomaly_bench.data import load_raw
 from anomaly_bench.run import run
-
-SMALL = [
-    "dataset.normal_classes=[1]",
-    "dataset.anomaly_classes=[0]",
-    "dataset.max_train=200",
-    "dataset.max_test=60",
-    "trainer.epochs=1",
-    "trainer.batch_size=64",
-]
 
 
 def predict_cli(cwd, *args: str) -> subprocess.CompletedProcess:
@@ -39,11 +33,19 @@ def predict_cli(cwd, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def predict_main(capsys, *args) -> tuple[int, str, str]:
+    """The command's exit code, stdout and stderr, run in this process."""
+    capsys.readouterr()
+    code = predict.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="module")
-def knn_run(tmp_path_factory):
-    """A tiny completed knn run, its scores.csv and its test images as uint8 N x 28 x 28."""
-    folder = tmp_path_factory.mktemp("knn_run")
-    run(compose_config(["model=knn", *SMALL]), folder)
+def knn_run(shared_run):
+    """A tiny completed knn run (the one test_load_detector loads), its scores.csv and its test
+    images as uint8 N x 28 x 28."""
+    folder, _ = shared_run(["model=knn", *SMALL])
     expected = pd.read_csv(folder / "scores.csv")
     images = load_raw("mnist", "auto", None, 10.0).x_test[expected["index"].to_numpy()]
     return folder, expected, images.reshape(len(images), 28, 28)
@@ -65,7 +67,7 @@ def check_scores(predicted: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 @needs_mnist
-def test_png_files_folders_and_globs_give_the_runs_scores_and_flags(tmp_path, knn_run):
+def test_png_files_folders_and_globs_give_the_runs_scores_and_flags(tmp_path, knn_run, capsys):
     run_dir, expected, images = knn_run
     save_pngs(images[:20], tmp_path / "pngs" / "a")
     save_pngs(images[20:30], tmp_path / "pngs" / "b" / "deeper", prefix="more")
@@ -81,13 +83,13 @@ def test_png_files_folders_and_globs_give_the_runs_scores_and_flags(tmp_path, kn
     assert "scored 7 images" in result.stdout and "scored 30 images" in result.stdout  # progress per batch
     assert (tmp_path / "out" / "most_anomalous.png").is_file()
 
-    globbed = predict_cli(tmp_path, run_dir, str(tmp_path / "pngs" / "**" / "more00*.png"), "--out", tmp_path / "g")
-    assert globbed.returncode == 0, globbed.stderr[-2000:]
+    code, _, err = predict_main(capsys, run_dir, str(tmp_path / "pngs" / "**" / "more00*.png"), "--out", tmp_path / "g")
+    assert code == 0, err[-2000:]
     check_scores(pd.read_csv(tmp_path / "g" / "predictions.csv"), expected[20:30])
 
 
 @needs_mnist
-def test_npz_and_idx_inputs_are_scored_by_index(tmp_path, knn_run):
+def test_npz_and_idx_inputs_are_scored_by_index(tmp_path, knn_run, capsys):
     run_dir, expected, images = knn_run
     np.savez(tmp_path / "new.npz", x_test=images[:12])
     idx = tmp_path / "idx"
@@ -95,8 +97,8 @@ def test_npz_and_idx_inputs_are_scored_by_index(tmp_path, knn_run):
     header = bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
     with gzip.open(idx / "t10k-images-idx3-ubyte.gz", "wb") as fh:
         fh.write(header + images.tobytes())
-    result = predict_cli(tmp_path, run_dir, tmp_path / "new.npz", idx, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, _, err = predict_main(capsys, run_dir, tmp_path / "new.npz", idx, "--out", tmp_path / "out")
+    assert code == 0, err[-2000:]
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert list(predicted["index"]) == list(range(12)) + list(range(len(images)))
     check_scores(predicted[:12], expected[:12])
@@ -104,7 +106,7 @@ def test_npz_and_idx_inputs_are_scored_by_index(tmp_path, knn_run):
 
 
 @needs_mnist
-def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn_run):
+def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn_run, capsys):
     """Float arrays in [0, 255] or [0, 1] and 16-bit grey PNGs mean for predict what they mean for training data."""
     run_dir, expected, images = knn_run
     np.savez(tmp_path / "pixels.npz", x_test=images[:6].astype(np.float32))
@@ -113,10 +115,10 @@ def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn
     sixteen.mkdir()
     for i, image in enumerate(images[:6]):
         Image.fromarray(image.astype(np.uint16) * 257).save(sixteen / f"{i}.png")
-    result = predict_cli(
-        tmp_path, run_dir, tmp_path / "pixels.npz", tmp_path / "unit.npz", sixteen, "--out", tmp_path / "out"
+    code, _, err = predict_main(
+        capsys, run_dir, tmp_path / "pixels.npz", tmp_path / "unit.npz", sixteen, "--out", tmp_path / "out"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert code == 0, err[-2000:]
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
     for start in (0, 6, 12):
         check_scores(predicted[start : start + 6].reset_index(drop=True), expected[:6])
@@ -148,19 +150,20 @@ def test_other_sizes_and_colours_are_conformed_and_unreadable_files_are_listed(t
 
 
 @needs_mnist
-def test_default_output_folder_is_new_and_outside_the_run(tmp_path, knn_run):
+def test_default_output_folder_is_new_and_outside_the_run(tmp_path, knn_run, capsys, monkeypatch):
     run_dir, _, images = knn_run
     save_pngs(images[:3], tmp_path / "few")
     before = sorted(p.name for p in run_dir.rglob("*"))
-    result = predict_cli(tmp_path, run_dir, tmp_path / "few")
-    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = predict_main(capsys, run_dir, tmp_path / "few")
+    assert code == 0, err[-2000:]
     made = list((tmp_path / "outputs" / "predictions").glob("*/*/predictions.csv"))
     assert len(made) == 1 and run_dir.name in made[0].parent.name
     assert sorted(p.name for p in run_dir.rglob("*")) == before  # the run folder is never modified
 
 
 @needs_mnist
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run, capsys):
     run_dir, _, images = knn_run
     save_pngs(images[:2], tmp_path / "two")
     (tmp_path / "empty").mkdir()
@@ -182,18 +185,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run):
         ((run_dir, str(tmp_path / "*.nothing")), "matches no file"),
         ((run_dir, tmp_path / "two", "--out", run_dir / "inside"), "a run folder"),
     ]
-    for args, expected in cases:
+    for i, (args, expected) in enumerate(cases):
         out = () if "--out" in args else ("--out", tmp_path / "out")
-        result = predict_cli(tmp_path, *args, *out)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
-        errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench-predict: error:")]
-        assert len(errors) == 1 and expected in errors[0], (args, result.stderr[-2000:])
-        assert "Traceback" not in result.stderr
+        if i == 0:  # the command as a user runs it: exit status and stderr of its own process
+            result = predict_cli(tmp_path, *args, *out)
+            code, err = result.returncode, result.stderr
+        else:
+            code, _, err = predict_main(capsys, *args, *out)
+        assert code == 2, (args, err[-2000:])
+        errors = [line for line in err.splitlines() if line.startswith("anomaly-bench-predict: error:")]
+        assert len(errors) == 1 and expected in errors[0], (args, err[-2000:])
+        assert "Traceback" not in err
         assert not (tmp_path / "out").exists() and not (run_dir / "inside").exists()
 
 
 @needs_fashion
-def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
+def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path, capsys):
     """dataset=folder: the run's image shape comes from its files, and new images of another size
     are brought to it as the training images were (Pillow resize), so the run's detector scores them."""
     root = tmp_path / "pngs"
@@ -221,9 +228,9 @@ def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
     big.mkdir()
     for path in same:
         Image.open(path).resize((48, 48), Image.Resampling.BILINEAR).save(big / path.name)
-    result = predict_cli(tmp_path, run_dir, tmp_path / "same", big, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "images 32x32x3" in result.stdout + result.stderr
+    code, out, err = predict_main(capsys, run_dir, tmp_path / "same", big, "--out", tmp_path / "out")
+    assert code == 0, err[-2000:]
+    assert "images 32x32x3" in out + err
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert len(predicted) == 2 * len(expected)
     check_scores(predicted[: len(expected)].reset_index(drop=True), expected)  # the run's own size: exact

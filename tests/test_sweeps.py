@@ -173,7 +173,10 @@ def test_rerun_without_resume_never_overwrites_a_result(failed_sweep, tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_two_workers(tmp_path):
+    """Two worker processes each start TensorFlow: slow tier; the default run checks the preset
+    (test_launcher_presets_compose) and the thread split (test_threads_setting)."""
     result = sweep(
         *SWEEP_TINY,
         "hydra/launcher=joblib_local",
