@@ -37,7 +37,7 @@ def fashion_root(tmp_path_factory):
     if not has_dataset("fashion-mnist"):
         pytest.skip("Fashion-MNIST IDX files not found")
     root = tmp_path_factory.mktemp("fashion_png")
-    fashion_folder(root, load_raw("fashion_mnist", "env"), 100, 100)
+    fashion_folder(root, load_raw("fashion_mnist", source="env"), 100, 100)
     return root
 
 
