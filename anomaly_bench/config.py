@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from anomaly_bench.data.dataset import Dataset
-from anomaly_bench.data.sources import DataSource, declared_sources
+from anomaly_bench.data.sources import DataSource
 from anomaly_bench.data.split import SplitConfig
 from anomaly_bench.errors import ConfigError, shown
 
@@ -158,13 +158,7 @@ def build_dataset(node: dict) -> Dataset:
     """
     split = _typed(SplitConfig, {k: v for k, v in node.items() if k in SPLIT_KEYS}, "dataset")
     source_node = {k: v for k, v in node.items() if k not in SPLIT_KEYS}
-    cls = resolve_target("dataset", source_node, also_allowed=SPLIT_KEYS)
-    if not issubclass(cls, DataSource):
-        raise ConfigError(
-            f"dataset._target_={source_node['_target_']!r} is not a dataset source (a subclass of "
-            f"anomaly_bench.data.sources.base.DataSource); the package's sources: "
-            + ", ".join(f"{c.__module__}.{c.__qualname__}" for c in declared_sources().values())
-        )
+    resolve_target("dataset", source_node, also_allowed=SPLIT_KEYS, base=DataSource)
     source = build("dataset", source_node)
     check_split(split, source.known_classes)
     return Dataset(source, split)
@@ -263,9 +257,9 @@ EXAMPLE_TARGETS = {
 }
 
 
-def resolve_target(group: str, node: dict, also_allowed: tuple[str, ...] = ()) -> type:
-    """Import ``_target_`` and check the group's other keys are parameters it accepts
-    (``also_allowed``: keys of the group that are not the class's, named in the error)."""
+def resolve_target(group: str, node: dict, also_allowed: tuple[str, ...] = (), base: type | None = None) -> type:
+    """Import ``_target_`` (a subclass of ``base`` when given) and check the group's other keys are
+    parameters it accepts (``also_allowed``: keys of the group that are not the class's, named in the error)."""
     target = node.get("_target_")
     if not target:
         example = EXAMPLE_TARGETS.get(group, EXAMPLE_TARGETS["threshold"])
@@ -273,6 +267,10 @@ def resolve_target(group: str, node: dict, also_allowed: tuple[str, ...] = ()) -
     cls = _import_class(target)
     if cls is None:
         raise ConfigError(f"{group}._target_={target!r} does not import; it must name an importable class")
+    if base is not None and not issubclass(cls, base):
+        raise ConfigError(
+            f"{group}._target_={target!r} is not a {group} class (a subclass of {base.__module__}.{base.__qualname__})"
+        )
     params = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(k for k in node if k != "_target_" and k not in params)
