@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
@@ -54,12 +55,13 @@ if not OmegaConf.has_resolver("ab_job_subdir"):
 
 
 def _one_line(exc: BaseException) -> str:
-    parts = []
-    while exc is not None and len(parts) < 3:
-        first = one_line(exc)
+    parts: list[str] = []
+    link: BaseException | None = exc
+    while link is not None and len(parts) < 3:
+        first = one_line(link)
         if first and first != "None" and first not in parts:
             parts.append(first)
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return "; ".join(parts) or "invalid configuration"
 
 
@@ -90,7 +92,7 @@ def parse_overrides(overrides: list[str]) -> list:
         raise ConfigError(_one_line(exc)) from None
 
 
-def check_group_options(overrides: list[str], search_path: list[str] = ()) -> None:
+def check_group_options(overrides: list[str], search_path: Sequence[str] = ()) -> None:
     """Unknown group options (model=foo) fail here with the list of allowed ones (the user's search path included)."""
     for override in parse_overrides(overrides):
         group = override.key_or_group.lstrip("+~")
@@ -127,7 +129,7 @@ def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
             )
 
 
-def compose_for_check(overrides: list[str], multirun: bool, search_path: list[str] = ()) -> tuple[DictConfig, bool]:
+def compose_for_check(overrides: list[str], multirun: bool, search_path: Sequence[str] = ()) -> tuple[DictConfig, bool]:
     """The config Hydra will compose, with its ``hydra`` node; sweeps: the overrides that are not swept.
 
     Returns (config, complete): complete is False when Hydra's own overrides did not compose
@@ -152,7 +154,9 @@ def compose_for_check(overrides: list[str], multirun: bool, search_path: list[st
     raise ConfigError(_one_line(error)) from None
 
 
-def _explain_key_not_in_yaml(error: Exception, overrides: list[str], multirun: bool, search_path: list[str]) -> None:
+def _explain_key_not_in_yaml(
+    error: Exception, overrides: list[str], multirun: bool, search_path: Sequence[str]
+) -> None:
     """``dataset.download_timeout=3`` where the option's YAML has no such key: Hydra only says the key
     is not in struct. Composed with ``+`` instead, the schema names what the group takes, or, for a
     key its class does take, the ``+`` the user needs."""

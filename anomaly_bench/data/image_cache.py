@@ -125,11 +125,13 @@ def _read_entry(
     if not isinstance(meta, dict) or meta.get("key") != key:
         return None
     rows, facts = meta.get("rows"), meta.get("facts")
+    if not isinstance(rows, list) or not isinstance(facts, dict):
+        return None
     if not _valid_rows(rows, len(key["files"])) or not _valid_facts(facts):
         return None
-    size = tuple(image_size) if image_size is not None else tuple(facts["found_image_sizes"][0])
+    height, width = image_size if image_size is not None else facts["found_image_sizes"][0]
     n_channels = channels if channels is not None else facts["found_channels"]
-    images = _open_array(folder / f"{stem}.npy", len(rows), (*size, n_channels))
+    images = _open_array(folder / f"{stem}.npy", len(rows), (int(height), int(width), int(n_channels)))
     return None if images is None else (images, rows, facts)
 
 
@@ -186,8 +188,9 @@ def decode_cached(
     Returns (images per part, classes per part, facts); ``facts["image_cache"]`` says whether
     the cache served (``hit``), was filled (``stored``), could not be written, or is ``off``.
     """
+    size = (image_size[0], image_size[1]) if image_size is not None else None
     if cache_dir is None:
-        images, classes, facts = decode_all(listing, image_size, channels, skip_unreadable)
+        images, classes, facts = decode_all(listing, size, channels, skip_unreadable)
         return images, classes, {**facts, "image_cache": {"status": "off"}}
     order, order_classes = _canonical(root, listing)
     key = _key(root, order, image_size, channels)
@@ -195,13 +198,13 @@ def decode_cached(
     stem = _digest(key)[:32]
     entry = _read_entry(folder, stem, key, image_size, channels)
     if entry is not None and (skip_unreadable or len(entry[1]) == len(order)):
-        images, rows, facts = entry
+        cached, rows, cached_facts = entry
         log.info("data: %d decoded images from the cache (%s)", len(rows), folder / f"{stem}.npy")
-        parts, classes = _parts(listing, order, rows, images)
-        kept = {k: facts[k] for k in ("found_image_sizes", "found_channels")}
+        parts, classes = _parts(listing, order, rows, cached)
+        kept = {k: cached_facts[k] for k in ("found_image_sizes", "found_channels")}
         return parts, classes, {**kept, "image_cache": {"status": "hit", "entry": str(folder / f"{stem}.npy")}}
     whole = Listing({"all": order}, {"all": order_classes}, listing.test_split)
-    decoded, _, facts = decode_all(whole, image_size, channels, skip_unreadable)
+    decoded, _, facts = decode_all(whole, size, channels, skip_unreadable)
     skipped = set(whole.skipped)
     rows = [i for i, f in enumerate(order) if str(f) not in skipped]
     parts, classes = _parts(listing, order, rows, decoded["all"])

@@ -37,8 +37,9 @@ class RawDataset:
     info: dict = field(default_factory=dict)
 
     @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+    def image_shape(self) -> tuple[int, int, int]:
+        _, h, w, c = self.x_train.shape
+        return int(h), int(w), int(c)
 
 
 class DataSource(ABC):

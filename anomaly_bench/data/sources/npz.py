@@ -47,4 +47,13 @@ class Npz(DataSource):
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
             names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
-        return RawDataset(**checked, source="explicit", location=str(location), class_names=names, info=info)
+        return RawDataset(
+            checked["x_train"],
+            checked["y_train"],
+            checked["x_test"],
+            checked["y_test"],
+            source="explicit",
+            location=str(location),
+            class_names=names,
+            info=info,
+        )

@@ -186,7 +186,7 @@ def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: 
         order = ["explicit"]  # a path the user typed must be used or fail, never silently replaced
     else:
         order = list(_RESOLVERS) if source == "auto" else [source]
-    tried = []
+    tried: list[str] = []
     for kind in order:
         try:
             return kind, _RESOLVERS[kind](spec, path, download_timeout), tried
@@ -244,7 +244,10 @@ class SearchedSource(DataSource):
         names = found.class_names or list(spec.class_names)
         checked, info = checked_dataset(found.arrays, found.where, len(names))
         return RawDataset(
-            **checked,
+            checked["x_train"],
+            checked["y_train"],
+            checked["x_test"],
+            checked["y_test"],
             source=kind,
             location=found.location,
             test_split="official test set"
