@@ -43,19 +43,30 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "anomaly-bench"
 
 
-def _canonical(root: Path, listing: Listing) -> tuple[list[Path], list[str]]:
+def _relative(root: Path, files: list[Path]) -> list[str]:
+    """Paths relative to ``root`` as strings (listed files lie under it; string slicing is what
+    keeps a 60,000-file folder's key quick to build)."""
+    prefix = len(os.path.join(str(root), ""))
+    return [str(f)[prefix:] for f in files]
+
+
+def _canonical(root: Path, listing: Listing) -> tuple[list[Path], list[str], list[str]]:
     """Every listed file once, in an order that does not depend on the test split drawn from them
-    (path components sorted like class names), and each file's class."""
+    (path components sorted like class names), with its relative path and its class."""
     classes = {f: c for part in listing.files for f, c in zip(listing.files[part], listing.classes[part])}
-    order = sorted(classes, key=lambda f: [class_sort_key(part) for part in f.relative_to(root).parts])
-    return order, [classes[f] for f in order]
+    files = list(classes)
+    relative = _relative(root, files)
+    order = sorted(range(len(files)), key=lambda i: [class_sort_key(part) for part in relative[i].split(os.sep)])
+    return [files[i] for i in order], [relative[i] for i in order], [classes[files[i]] for i in order]
 
 
-def _key(root: Path, files: list[Path], image_size: list[int] | None, channels: int | None) -> dict[str, Any]:
+def _key(
+    files: list[Path], relative: list[str], root: Path, image_size: list[int] | None, channels: int | None
+) -> dict[str, Any]:
     stats = []
-    for f in files:
-        st = f.stat()
-        stats.append([f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+    for path, name in zip(files, relative):
+        st = os.stat(path)
+        stats.append([name, st.st_size, st.st_mtime_ns])
     return {
         "version": FORMAT_VERSION,
         "root": str(root.resolve()),
@@ -161,10 +172,10 @@ def _parts(
     listing: Listing, order: list[Path], rows: list[int], images: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Each part's images out of the entry's rows: a view where the part's rows are consecutive."""
-    position = {order[r]: i for i, r in enumerate(rows)}
+    position = {str(order[r]): i for i, r in enumerate(rows)}
     out, classes = {}, {}
     for part, files in listing.files.items():
-        found = [position.get(f) for f in files]
+        found = [position.get(str(f)) for f in files]
         listing.skipped.extend(str(f) for f, i in zip(files, found) if i is None and str(f) not in listing.skipped)
         index = np.array([i for i in found if i is not None], dtype=np.int64)
         if len(index) == 0:
@@ -192,8 +203,8 @@ def decode_cached(
     if cache_dir is None:
         images, classes, facts = decode_all(listing, size, channels, skip_unreadable)
         return images, classes, {**facts, "image_cache": {"status": "off"}}
-    order, order_classes = _canonical(root, listing)
-    key = _key(root, order, image_size, channels)
+    order, relative, order_classes = _canonical(root, listing)
+    key = _key(order, relative, root, image_size, channels)
     folder = cache_dir / "decoded" / _digest([key["root"], image_size, channels])[:16]
     stem = _digest(key)[:32]
     entry = _read_entry(folder, stem, key, image_size, channels)
