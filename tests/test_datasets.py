@@ -313,3 +313,14 @@ def test_an_unwritable_cache_folder_costs_no_run(tmp_path):
     raw = _load(root, tmp_path / "file" / "cache")
     assert raw.info["image_cache"]["status"].startswith("not stored (")
     _same(raw, _load(root, False))
+
+
+def test_a_users_dataset_yaml_on_the_search_path_starts_from_a_shipped_one(tmp_path):
+    """As for models (my_conf/model/my_ae.yaml): a user's option reuses a shipped source with presets."""
+    (tmp_path / "conf" / "dataset").mkdir(parents=True)
+    (tmp_path / "conf" / "dataset" / "my_parts.yaml").write_text(
+        "defaults: [folder, _self_]\nname: my_parts\npath: /data/parts\nnormal_classes: [ok]\ncache: false\n"
+    )
+    settings = validate(_compose_with(f"file://{tmp_path / 'conf'}", ["dataset=my_parts"]))
+    assert type(settings.dataset.source) is declared_sources()["folder"] and settings.dataset.name == "my_parts"
+    assert settings.dataset.source.cache_dir is None and settings.dataset.split.normal_classes == ["ok"]
