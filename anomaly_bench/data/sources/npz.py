@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anomaly_bench.data.checks import checked_dataset
+from anomaly_bench.data.checks import checked_dataset, implied_class_names
 from anomaly_bench.data.readers import CLASS_NAMES_KEY, read_npz
 from anomaly_bench.data.sources.base import DataSource, RawDataset, own_path
 from anomaly_bench.errors import BadDataError
@@ -46,7 +46,7 @@ class Npz(DataSource):
         names = _class_names(arrays, location)
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
-            names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
+            names = implied_class_names(checked, where)
         return RawDataset(
             checked["x_train"],
             checked["y_train"],
