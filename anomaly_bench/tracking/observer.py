@@ -51,12 +51,15 @@ NOT_RESULTS = ("config", "data", "versions", "seed", "threads", "normal_classes"
 
 
 def result_numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of metrics.json under dotted keys (auroc, f1, val_auroc, timings.fit, ...)."""
-    kept = {k: v for k, v in metrics.items() if k not in NOT_RESULTS}
+    """The finite numbers of metrics.json under dotted keys (auroc, f1, val_auroc, timings.fit, ...);
+    ``metrics`` may be nested or already flattened."""
     return {
         key: float(value)
-        for key, value in flatten(kept).items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        for key, value in flatten(metrics).items()
+        if key.split(".", 1)[0] not in NOT_RESULTS
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
     }
 
 
