@@ -343,11 +343,12 @@ def validate(cfg: DictConfig) -> RunSettings:
             f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation images; set dataset.val_fraction > 0"
         )
     model, threshold = container.get("model") or {}, container.get("threshold") or {}
-    # The threshold rule first: it is built without TensorFlow, which importing a model may start.
+    # The threshold rule and the trackers first: they are built without TensorFlow, which importing a
+    # model may start.
     resolve_target("threshold", threshold)
     build("threshold", threshold)
-    resolve_target("model", model)
     logger = check_logger(container.get("logger"))
+    resolve_target("model", model)
     metric = container.get("optimized_metric", "val_auroc")
     if metric not in OPTIMIZABLE_METRICS:
         raise ConfigError(

@@ -256,7 +256,9 @@ class MlflowTracker(Observer):
         elif os.environ.get("MLFLOW_TRACKING_URI"):
             check_uri(os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI")
         if self.experiment_name is not None and not self.experiment_name.strip():
-            raise ConfigError("logger.mlflow.experiment_name='' must be a name or null (the dataset's name)")
+            raise ConfigError(
+                f"logger.mlflow.experiment_name={shown(self.experiment_name)} must be a name or null (the dataset's name)"
+            )
         if not 0 < self.request_timeout <= 600:
             raise ConfigError(f"logger.mlflow.request_timeout={self.request_timeout} must be in (0, 600] seconds")
         if not 0 <= self.max_retries <= 10:
