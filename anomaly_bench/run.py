@@ -15,7 +15,7 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -283,7 +283,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         OmegaConf.save(cfg, folder.path / HYDRA_CONFIG_FILE)
     trackers = Trackers.from_config(settings.logger)
     handler = _attach_run_log(folder.path)
-    facts = {
+    facts: dict[str, Any] = {
         "dataset": settings.dataset.name,
         "model": detector.name,
         "normal_classes": splits.normal_classes,

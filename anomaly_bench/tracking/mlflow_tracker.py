@@ -155,7 +155,8 @@ def git_commit() -> str | None:
 
 def run_tags(folder: Path, facts: dict[str, Any]) -> dict[str, str]:
     """Model, dataset, classes, data source, backend, device, code version and the run folder, as tags."""
-    tags = {key: _text(facts[key]) for key in ("model", "dataset", "data_source", "backend", "device") if key in facts}
+    keys = ("model", "dataset", "data_source", "backend", "device")
+    tags: dict[str, str] = {key: _text(facts[key]) for key in keys if key in facts}
     if "normal_classes" in facts:
         tags["normal_classes"] = _text(facts["normal_classes"])
     tags[FOLDER_TAG] = str(Path(folder).resolve())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ def hparams_of(config: dict[str, Any]) -> dict[str, bool | int | float | str]:
 class TensorBoardTracker(Observer):
     """Settings from conf/logger/tensorboard.yaml; see there for what each one means."""
 
-    def __init__(self, log_dir: str | None = None, images: list[str] = ()) -> None:
+    def __init__(self, log_dir: str | None = None, images: Sequence[str] = ()) -> None:
         self.log_dir, self.images = log_dir, list(images)
         self.writer: SummaryWriter | None = None
         self.config: dict[str, Any] = {}
