@@ -187,6 +187,18 @@ def test_bad_logger_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+def test_job_folder_names_leave_the_tracker_out():
+    """Where a job is tracked changes no result: a sweep resumed with another logger finds the same folders."""
+    from anomaly_bench.sweep.naming import safe_dirname
+
+    tracked = "dataset.normal_classes=[0,1],logger=[mlflow,tensorboard],logger.mlflow.tracking_uri=http://h:5,model=pca"
+    assert (
+        safe_dirname(tracked)
+        == safe_dirname("dataset.normal_classes=[0,1],model=pca")
+        == ("dataset.normal_classes=0-1,model=pca")
+    )
+
+
 # ------------------------------------------------------------------------------- the seam
 
 

@@ -28,6 +28,8 @@ from anomaly_bench.errors import ConfigError, shown
 from anomaly_bench.run_folder import METRICS_FILE, flatten, write_json
 from anomaly_bench.tracking.observer import Observer, RunStarted, SweepEnded, SweepStarted, result_numbers
 
+log = logging.getLogger("anomaly_bench")
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -81,6 +83,7 @@ def connect(uri: str, timeout: float, retries: int) -> MlflowClient:
     """A client for ``uri`` whose HTTP requests give up after about (retries + 1) x timeout seconds."""
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(max(1, round(timeout))))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout is the run's; the log says where
     if uri.split(":", 1)[0].lower() in ("http", "https"):
         _probe(uri, timeout)
     from mlflow import MlflowClient  # importing mlflow sets its loggers' levels: quieten them after
@@ -299,6 +302,7 @@ class MlflowTracker(Observer):
             return
         log_all(self.client, self.run_id, metrics=final_metrics(metrics), tags={CONTENT_TAG: content_id(self.folder)})
         self.client.set_terminated(self.run_id, "FINISHED")
+        log.info("mlflow: run %s logged to %s", self.run_id, self.client.tracking_uri)
 
     def run_failed(self, metrics: dict[str, Any], error: BaseException) -> None:
         if self.client is None or self.run_id is None:
@@ -338,3 +342,6 @@ class MlflowTracker(Observer):
         if self.log_artifacts and sweep.summary.is_file():
             self.client.log_artifact(self.run_id, str(sweep.summary))
         self.client.set_terminated(self.run_id, "FAILED" if sweep.n_failed else "FINISHED")
+        log.info(
+            "mlflow: sweep %s logged to %s as parent run %s", sweep.folder.name, self.client.tracking_uri, self.run_id
+        )
