@@ -231,6 +231,36 @@ def test_a_failing_tracker_is_dropped_with_one_warning_and_the_others_go_on(capl
     assert [r.getMessage() for r in caplog.records] == ["tracker bad: epoch refused; the run goes on without it"]
 
 
+def test_anogan_and_its_encoder_announce_their_epochs_like_every_keras_model():
+    """One callback list for every fit: the GAN's epochs and the encoder's reach the pipeline's listener."""
+    import numpy as np
+
+    from anomaly_bench.config import TrainerConfig, build
+    from anomaly_bench.data.split import Split
+    from anomaly_bench.models.base import TrainingData
+    from anomaly_bench.models.keras_training import epoch_listener
+
+    small = ["model.latent_dim=4", "model.generator_filters=[8,4]", "model.discriminator_filters=[4,8]"]
+    cfg = compose_config(["model=anogan", "model.scoring=encoder", "model.encoder_epochs=1", *small])
+    detector = build("model", validate(cfg).model)
+    images = np.random.default_rng(0).integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
+    split = Split(images, np.zeros(32, int), np.zeros(32, int), np.arange(32))
+    empty = split.subset(np.zeros(32, bool))
+    heard: list[tuple[int, list[str]]] = []
+    with epoch_listener(lambda epoch, logs: heard.append((epoch, sorted(logs)))):
+        detector.fit(TrainingData(split, empty), TrainerConfig(epochs=2, batch_size=16))
+    assert heard == [(1, ["d_loss", "g_loss"]), (2, ["d_loss", "g_loss"]), (1, ["encoder_loss"])]
+
+
+def test_compare_and_export_skip_mlflows_artifact_copies(tmp_path):
+    from anomaly_bench.compare.discover import discover
+
+    for folder in ("runs/a", "mlartifacts/1/abc/artifacts", "mlruns/0/def/artifacts"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.json").write_text("{}")
+    assert discover([str(tmp_path)]).runs == [tmp_path / "runs" / "a"]
+
+
 def test_params_are_text_within_mlflows_limit_and_metrics_leave_facts_out():
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
@@ -310,7 +340,9 @@ def test_a_failed_or_interrupted_run_ends_failed_or_killed(mlflow_server, tmp_pa
 
 
 @needs_mnist
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "sqlite:///{tmp}/a_file/mlflow.db"])
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:{port}", pytest.param("sqlite:///{tmp}/a_file/mlflow.db", marks=pytest.mark.slow)]
+)
 def test_a_tracker_that_cannot_write_costs_one_warning_not_the_result(tmp_path, caplog, uri):
     (tmp_path / "a_file").write_text("not a folder")
     target = uri.format(port=free_port(), tmp=tmp_path)
