@@ -408,21 +408,25 @@ JAX_RUN = textwrap.dedent("""
 
 
 @needs_mnist
-def test_tensorboard_event_files_from_a_jax_run(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
+def test_tensorboard_event_files_hold_epochs_final_metrics_hparams_and_figures(tmp_path, backend):
+    """tensorboardX needs no TensorFlow: on JAX the run is made where TensorFlow cannot be imported."""
     from tbparse import SummaryReader
 
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
     folder = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-c", JAX_RUN, str(folder), *AE, "logger=tensorboard"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    if backend == "tensorflow":
+        run(compose_config([*AE, "logger=tensorboard"]), folder)
+    else:
+        done = subprocess.run(
+            [sys.executable, "-c", JAX_RUN, str(folder), *AE, "logger=tensorboard"],
+            env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["backend"] == "jax"
+    assert metrics["backend"] == backend
     reader = SummaryReader(str(folder / "tensorboard"), pivot=False)
     scalars = reader.scalars
     loss = scalars[scalars.tag == "loss"].sort_values("step")
