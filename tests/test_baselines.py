@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import compose_config, needs_mnist
 from hydra.utils import instantiate
+from zoo_runs import ONE_VS_ZERO, overrides_for
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import EPOCH_SETTINGS
@@ -28,13 +29,6 @@ from anomaly_bench.models.transform_classifier import (
 from anomaly_bench.run import run
 
 # Normal 1 vs anomaly 0 on a few hundred images: large enough that a working detector is far above chance.
-ONE_VS_ZERO = [
-    "dataset.normal_classes=[1]",
-    "dataset.anomaly_classes=[0]",
-    "dataset.max_train=500",
-    "dataset.max_test=400",
-    "trainer.batch_size=64",
-]
 COMMON = [
     "metrics.json",
     "scores.csv",
@@ -291,8 +285,8 @@ def test_knn_pixels_tiny_run(tmp_path):
 
 
 @needs_mnist
-def test_knn_encoder_tiny_run(tmp_path):
-    metrics = run(compose_config(["model=knn", "model.features=encoder", "trainer.epochs=2"] + ONE_VS_ZERO), tmp_path)
+def test_knn_encoder_tiny_run(shared_run):
+    tmp_path, metrics = shared_run(overrides_for("knn_encoder"))
     check_contract(tmp_path, metrics, ["knn_reference.npz", "model.keras", "history.csv"], 0.9)
     assert metrics["feature_dim"] == 4 * 4 * 8
     assert "stage fit: knn for up to 2 epochs" in (tmp_path / "run.log").read_text()
@@ -300,12 +294,11 @@ def test_knn_encoder_tiny_run(tmp_path):
 
 
 @needs_mnist
-@pytest.mark.parametrize("score, files", [("cross_entropy", []), ("dirichlet", ["dirichlet.npz"])])
-def test_transform_classifier_tiny_run(tmp_path, score, files):
-    metrics = run(
-        compose_config(["model=transform_classifier", "trainer.epochs=3", f"model.score={score}"] + ONE_VS_ZERO),
-        tmp_path,
-    )
+@pytest.mark.parametrize(
+    "case, files", [("transform_classifier_cross_entropy", []), ("transform_classifier", ["dirichlet.npz"])]
+)
+def test_transform_classifier_tiny_run(shared_run, case, files):
+    tmp_path, metrics = shared_run(overrides_for(case))
     check_contract(tmp_path, metrics, ["model.keras", "history.csv", "training_curve.png", *files], 0.85)
     history = pd.read_csv(tmp_path / "history.csv")
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns) and len(history) == 3

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import compose_config, needs_mnist
-from test_baselines import ONE_VS_ZERO, check_contract
+from test_baselines import check_contract
+from zoo_runs import overrides_for
 
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector, FitResult
@@ -147,8 +148,8 @@ def test_cli_exits_2_for_a_lone_member(tmp_path):
 
 
 @needs_mnist
-def test_knn_and_transform_classifier_tiny_run(tmp_path):
-    metrics = run(compose_config(["model=ensemble", "trainer.epochs=2"] + ONE_VS_ZERO), tmp_path)
+def test_knn_and_transform_classifier_tiny_run(shared_run):
+    tmp_path, metrics = shared_run(overrides_for("ensemble"))
     members = [
         "members/knn/knn_reference.npz",
         "members/transform_classifier/model.keras",

@@ -31,7 +31,7 @@ VARIANTS = {
     "ensemble_with_pca": ["model=ensemble", "+model@model.members.pca=pca"],
 }
 # Variants whose load path another case already covers: run with `pytest -m slow`.
-SLOW = {"ocsvm_pca", "transform_classifier_cross_entropy", "ensemble_with_pca"}
+SLOW = {"ocsvm_pca", "ensemble_with_pca"}
 CASES = [
     pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
     for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
@@ -56,9 +56,32 @@ LEARNING = {
     "deep_svdd": ["trainer.epochs=2", "model.pretrain_epochs=1"],
 }
 
+# test_baselines and test_ensemble check that these runs beat chance by a margin (1 vs 0, 500
+# training images); load_detector loads the same runs.
+ONE_VS_ZERO = [
+    "dataset.normal_classes=[1]",
+    "dataset.anomaly_classes=[0]",
+    "dataset.max_train=500",
+    "dataset.max_test=400",
+    "trainer.batch_size=64",
+]
+BASELINES = {
+    "knn_encoder": ["model=knn", "model.features=encoder", "trainer.epochs=2", *ONE_VS_ZERO],
+    "transform_classifier": ["model=transform_classifier", "trainer.epochs=3", "model.score=dirichlet", *ONE_VS_ZERO],
+    "transform_classifier_cross_entropy": [
+        "model=transform_classifier",
+        "trainer.epochs=3",
+        "model.score=cross_entropy",
+        *ONE_VS_ZERO,
+    ],
+    "ensemble": ["model=ensemble", "trainer.epochs=2", *ONE_VS_ZERO],
+}
+
 
 def overrides_for(case: str) -> list[str]:
     if case in LEARNING:
         return [f"model={case}", *EASY_PAIR, *LEARNING[case]]
+    if case in BASELINES:
+        return BASELINES[case]
     extra = VARIANTS.get(case, [])
     return (extra if any(o.startswith("model=") for o in extra) else [f"model={case}", *extra]) + SMALL
