@@ -6,6 +6,7 @@ import atexit
 import copy
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -68,3 +69,32 @@ def shared_run(tmp_path_factory):
         return folder, copy.deepcopy(metrics)
 
     return get
+
+
+@pytest.fixture
+def cli_main(monkeypatch, capsys):
+    """``anomaly-bench ARGS`` through ``cli.main`` in this process: (exit code, stdout, stderr).
+
+    For bad input the checks before Hydra's job find (``cli.precheck``): no process start-up per
+    call. Errors found inside the job (Hydra then reconfigures logging, which breaks pytest's
+    capture) and what only a process of its own shows (the stderr filter for TensorFlow's native
+    lines, which would take over pytest's descriptor 2; concurrent runs) need a subprocess.
+    """
+    from anomaly_bench import cli
+
+    monkeypatch.setattr(cli, "filter_native_logs", lambda: None)
+    for key in ("HYDRA_FULL_ERROR", "ANOMALY_BENCH_VERBOSE"):
+        monkeypatch.delenv(key, raising=False)
+
+    def call(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["anomaly-bench", *args])
+        capsys.readouterr()
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY, needs_mnist
 
-from anomaly_bench import cli
 from anomaly_bench.native_stderr import is_native_log_line
 
 TESTS = Path(__file__).resolve().parent
@@ -25,22 +24,6 @@ def anomaly_bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     return subprocess.run([*CLI, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
-
-
-def main_in_process(*args: str, monkeypatch, capsys) -> tuple[int, str, str]:
-    """``anomaly-bench ARGS`` through ``cli.main`` here: exit code, stdout, stderr. The stderr
-    filter for TensorFlow's native lines is left out (it would take over pytest's descriptor 2)."""
-    monkeypatch.setattr(cli, "filter_native_logs", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["anomaly-bench", *args])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    capsys.readouterr()
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -104,9 +87,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("overrides, message", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
-def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, overrides, message, monkeypatch, capsys):
+def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, overrides, message, monkeypatch, cli_main):
     monkeypatch.chdir(tmp_path)
-    code, _, err = main_in_process(*overrides, "paths.output_dir=out", monkeypatch=monkeypatch, capsys=capsys)
+    code, _, err = cli_main(*overrides, "paths.output_dir=out")
     assert code == 2, err
     assert err.count("\n") == 1 and message in err, err
     assert "Traceback" not in err
