@@ -30,7 +30,14 @@ from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
-from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
+from anomaly_bench.run_folder import (
+    DETECTOR_KEY,
+    HYDRA_CONFIG_FILE,
+    SCORES_FILE,
+    RunFolder,
+    config_snapshot,
+    write_detector_file,
+)
 from anomaly_bench.threads import limit_threads, threads_for_job
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
 from anomaly_bench.trained import detector_facts
@@ -314,8 +321,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
             "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged, splits.class_names),
-            **detector.describe(),
-            **fit.info,
+            DETECTOR_KEY: {**detector.describe(), **fit.info},
         }
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()

@@ -245,7 +245,7 @@ def check_contract(folder: Path, metrics: dict, files: list[str], min_auroc: flo
 def test_pca_tiny_run(tmp_path):
     metrics = run(compose_config(["model=pca", "model.n_components=16"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["pca.npz", "reconstructions.png"], 0.98)
-    assert metrics["n_components_fitted"] == 16 and metrics["parameters_file"] == "pca.npz"
+    assert metrics["detector"]["n_components_fitted"] == 16 and metrics["detector"]["parameters_file"] == "pca.npz"
 
 
 @needs_mnist
@@ -260,7 +260,7 @@ def test_knn_pixels_tiny_run(tmp_path):
 def test_knn_encoder_tiny_run(tmp_path):
     metrics = run(compose_config(["model=knn", "model.features=encoder", "trainer.epochs=2"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["knn_reference.npz", "model.keras", "history.csv"], 0.9)
-    assert metrics["feature_dim"] == 4 * 4 * 8
+    assert metrics["detector"]["feature_dim"] == 4 * 4 * 8
     keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
 
 
@@ -275,4 +275,4 @@ def test_transform_classifier_tiny_run(tmp_path, score, files):
     history = pd.read_csv(tmp_path / "history.csv")
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns) and len(history) == 3
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert reloaded.output.shape[-1] == metrics["n_transforms"] == 8
+    assert reloaded.output.shape[-1] == metrics["detector"]["n_transforms"] == 8

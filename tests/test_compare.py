@@ -142,6 +142,20 @@ def test_load_reads_flattened_config_and_metrics(tmp_path):
     assert record.metrics["timings.total"] == 2.0
 
 
+def test_detector_facts_of_flat_and_nested_metrics_share_one_column(tmp_path, capsys):
+    # Runs made before detector facts were nested kept them beside the pipeline's own keys.
+    write_run(tmp_path / "a_flat", BASE_CONFIG, n_params=1200, supervision="unsupervised", threshold_k=2.0)
+    write_run(tmp_path / "b_nested", BASE_CONFIG, threshold_k=2.0, detector={"n_params": 3400, "threshold": 7})
+    flat, nested = load_run(tmp_path / "a_flat"), load_run(tmp_path / "b_nested")
+    assert flat.status == nested.status == "completed"
+    assert flat.metrics["detector.n_params"] == 1200 and flat.metrics["detector.supervision"] == "unsupervised"
+    # The pipeline's keys stay the pipeline's: never read as detector facts.
+    assert not {"detector.auroc", "detector.threshold_k", "detector.timings.total"} & set(flat.metrics)
+    assert nested.metrics["threshold"] == 0.1 and nested.metrics["detector.threshold"] == 7
+    table = csv_table([tmp_path, "--metrics", "auroc,detector.n_params"], capsys)
+    assert list(table["detector.n_params"]) == [1200, 3400]
+
+
 @pytest.mark.parametrize(
     "content, status, reason",
     [

@@ -223,12 +223,12 @@ def test_tiny_run_writes_the_contract_and_beats_chance(tmp_path, model, override
     metrics = run(compose_config([f"model={model}", *EASY_PAIR, *overrides]), tmp_path)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["model"] == model
-    assert on_disk["supervision"] == ("supervised" if model == "cnn_classifier" else "unsupervised")
+    assert on_disk["detector"]["supervision"] == ("supervised" if model == "cnn_classifier" else "unsupervised")
     for name in ["scores.csv", "roc_curve.png", "score_histogram.png", "confusion_matrix.png", *present]:
         assert (tmp_path / name).is_file(), name
     for name in absent:
         assert not (tmp_path / name).exists(), name
-        assert name in on_disk["skipped_artifacts"], name
+        assert name in on_disk["detector"]["skipped_artifacts"], name
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == on_disk["n_test"] == 300
     assert metrics["auroc"] > 0.8, metrics["auroc"]
