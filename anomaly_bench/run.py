@@ -109,7 +109,7 @@ def prepare(cfg: DictConfig) -> Prepared:
             f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
             "set dataset.val_fraction > 0 (default 0.1)"
         )
-    detector.check_settings()
+    detector.check()  # its settings alone: bad ones fail before any data is read
     ds = settings.dataset
     raw = load_raw(
         ds.name,
@@ -132,8 +132,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         ds.labelled_anomalies,
         ds.split_seed,
     )
-    detector.check_shape(raw.image_shape)  # its settings were checked before loading
-    detector.check_data(splits)
+    detector.check(raw.image_shape, splits)  # the same entry point, now with the data's shape and size
     _check_validation_size(settings, rule, detector, splits)
     return Prepared(settings, rule, detector, raw, splits)
 

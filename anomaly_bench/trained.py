@@ -166,7 +166,7 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
         raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
     height, width, channels = (int(s) for s in facts["preprocessing"]["image_shape"])
     image_shape = (height, width, channels)
-    # The run's own check sequence: settings alone, then against the image shape (builds the network).
+    # The run's own check entry point: settings, then the image shape (builds the network); no data here.
     detector.check(image_shape)
     try:
         detector.load(folder)
