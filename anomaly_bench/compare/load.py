@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from anomaly_bench.compare.discover import HYDRA_CONFIG, METRICS_FILE
-from anomaly_bench.run_folder import DETECTOR_KEY, ERROR_FILE, STATUSES, detector_section, flatten
+from anomaly_bench.run_folder import COMPLETED, DETECTOR_KEY, ERROR_FILE, STATUSES, detector_section, flatten
 
 # What a completed metrics.json must hold for its row to mean anything.
 REQUIRED_NUMBERS = ("auroc", "auprc", "precision", "recall", "f1", "threshold")
@@ -85,8 +85,9 @@ def _read_metrics(folder: Path) -> tuple[dict | None, str | None]:
         return None, f"metrics.json is not valid JSON ({type(exc).__name__})"
     if not isinstance(metrics, dict):
         return None, "metrics.json is not a JSON object"
-    if not isinstance(metrics.get(DETECTOR_KEY), dict) and (legacy := detector_section(metrics)):
-        # Written before detector facts were nested: they are read as detector.* too, so one
+    completed = metrics.get("status") == COMPLETED
+    if completed and not isinstance(metrics.get(DETECTOR_KEY), dict) and (legacy := detector_section(metrics)):
+        # Finished before detector facts were nested: they are read as detector.* too, so one
         # column holds old and new runs alike.
         metrics = {**metrics, DETECTOR_KEY: legacy}
     return flatten(metrics), None
