@@ -71,6 +71,7 @@ def extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     )
     for name in (MODEL_MODULE, "my_rules"):
         sys.modules.pop(name, None)
+    vars(anomaly_bench.models).pop(MODEL_MODULE.rsplit(".", 1)[1], None)
 
 
 def watch_hooks(cls: type, monkeypatch: pytest.MonkeyPatch) -> list[str]:
