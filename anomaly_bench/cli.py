@@ -152,6 +152,21 @@ def compose_for_check(overrides: list[str], multirun: bool, search_path: Sequenc
     raise ConfigError(_one_line(error)) from None
 
 
+def check_search_is_a_sweep(cfg: DictConfig) -> None:
+    """A search sweeper (Optuna) runs only under --multirun; without it Hydra would quietly do one plain run."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    search, sweeper = choices.get("hparams_search"), choices.get("hydra/sweeper")
+    if search is not None:
+        raise ConfigError(
+            f"hparams_search={search} is a search over many runs, which Hydra's sweeper does only under "
+            f"--multirun; add -m: anomaly-bench -m hparams_search={search} ..."
+        )
+    if sweeper not in (None, "basic"):
+        raise ConfigError(
+            f"hydra/sweeper={sweeper} sweeps only under --multirun; add -m: anomaly-bench -m hydra/sweeper={sweeper} ..."
+        )
+
+
 def task_config(cfg: DictConfig) -> DictConfig:
     """The job's config as the task function sees it: everything but the ``hydra`` node."""
     task = copy.deepcopy(cfg)
@@ -257,6 +272,8 @@ def precheck(argv: list[str]) -> None:
     search_path = user_search_path(args.config_dir, args.overrides)
     check_group_options(args.overrides, search_path)
     cfg, complete = compose_for_check(args.overrides, args.multirun, search_path)
+    if not args.multirun:
+        check_search_is_a_sweep(cfg)
     if complete:
         _existing_before_run = check_output_folder(cfg, args.overrides, args.multirun)
     check_empty_mappings(args.overrides, cfg)

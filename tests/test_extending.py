@@ -20,7 +20,7 @@ from test_load_detector import assert_same_decisions, rebuilt_test_images
 
 import anomaly_bench.models
 from anomaly_bench.errors import ConfigError
-from anomaly_bench.models.base import CHECK_HOOKS, Detector
+from anomaly_bench.models.base import CHECK_HOOKS, EPOCH_SETTINGS, Detector
 from anomaly_bench.run import run
 from anomaly_bench.trained import load_detector
 
@@ -104,6 +104,7 @@ def test_the_pages_model_and_rule_run_and_reload_with_every_check_hook(extended,
     assert on_disk["threshold_k"] == 4.0 and on_disk["auroc"] > 0.9, on_disk["auroc"]
     assert on_disk["detector"] == {
         "supervision": "unsupervised",
+        "unused_settings": list(EPOCH_SETTINGS),
         "top_k": 20,
         "stats_file": "pixel_stats.npz",
         "n_fit_images": metrics["n_train"],

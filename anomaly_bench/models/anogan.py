@@ -97,6 +97,11 @@ class AnoGANDetector(Detector):
 
     reconstruction_label = "nearest generated image"
 
+    @property
+    def unused_settings(self) -> tuple[str, ...]:
+        """The GAN's own Adam settings (and no early stopping) replace the trainer's."""
+        return ("trainer.optimizer", "trainer.learning_rate", "trainer.early_stopping")
+
     def __init__(
         self,
         name: str = "anogan",
