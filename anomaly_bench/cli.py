@@ -278,6 +278,9 @@ def precheck(argv: list[str]) -> None:
         _existing_before_run = check_output_folder(cfg, args.overrides, args.multirun)
     check_empty_mappings(args.overrides, cfg)
     if args.multirun:
+        from anomaly_bench.sweep.optuna_checks import check_optuna_settings
+
+        check_optuna_settings(cfg, args.overrides)
         return
     from anomaly_bench.config import validate
 

@@ -26,6 +26,7 @@ from anomaly_bench.trained import load_detector
 
 PAGE = REPO / "docs" / "extending.md"
 MODEL_MODULE = "anomaly_bench.models.pixel_zscore"
+MODEL_TARGET = f"{MODEL_MODULE}.PixelZScoreDetector"
 SMALL = [
     "dataset.normal_classes=[1]",
     "dataset.anomaly_classes=[0]",
@@ -62,6 +63,11 @@ def extended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     monkeypatch.setattr(anomaly_bench.models, "__path__", [*anomaly_bench.models.__path__, str(models)])
+    # The page's last step: the class joins the detectors a run folder may name.
+    assert f'"{MODEL_TARGET}",' in PAGE.read_text()
+    monkeypatch.setattr(
+        anomaly_bench.models, "DETECTOR_TARGETS", anomaly_bench.models.DETECTOR_TARGETS | {MODEL_TARGET}
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in (MODEL_MODULE, "my_rules"):
         monkeypatch.delitem(sys.modules, name, raising=False)

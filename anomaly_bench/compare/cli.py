@@ -1,8 +1,8 @@
 """The ``anomaly-bench-compare`` command: run folders in, one table or report out.
 
 Exit codes: 0 when a table was written (problem folders are listed, never fatal), 1 when no
-run folder was found or none matched the filters, 2 for a bad option value or an --out inside a
-run folder being read (one line).
+run folder was found or none matched the filters, 2 for a bad option value or an --out that exists
+or lies in a run or sweep folder (one line; see anomaly_bench.claim).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from anomaly_bench.claim import claim_file
 from anomaly_bench.compare.discover import discover
 from anomaly_bench.compare.formats import Comparison, Problem, to_csv, to_json, to_markdown
 from anomaly_bench.compare.load import load_run
@@ -182,32 +183,10 @@ def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, 
     return title
 
 
-SWEEP_FILES = ("summary.csv", "multirun.yaml")  # what a sweep folder holds beside its run folders
-
-
-def check_out_outside(out: Path, runs: list[Path], roots: list[str]) -> None:
-    """Compare never writes into what it reads: --out may not lie in a run folder, nor replace a sweep's files."""
-    target = Path(os.path.realpath(out))
-    for folder in runs:
-        real = Path(os.path.realpath(folder))
-        if target == real or real in target.parents:
-            raise ConfigError(
-                f"--out {out} lies inside {folder}, a run folder being compared; compare never "
-                "writes into what it reads: choose a file outside the run folders"
-            )
-    if target.name in SWEEP_FILES and target.exists():
-        for root in roots:
-            real = Path(os.path.realpath(root))
-            if target.parent == real or real in target.parents:
-                raise ConfigError(f"--out {out} would replace the sweep's own {target.name}; choose another file")
-
-
 def compare(args: argparse.Namespace) -> str:
     """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
     filters = parse_filters(args.filter)
     found = discover(args.paths)
-    if args.out is not None:
-        check_out_outside(args.out, found.runs, args.paths)
     foreign = [Problem(path, "foreign", reason) for path, reason in found.foreign]
     if not found.runs:
         for problem in foreign:
@@ -268,14 +247,25 @@ def compare(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    claim = None
     try:
+        # Claimed before any work: two commands never write one file, and a result is never written into.
+        claim = claim_file("--out", args.out) if args.out is not None else None
         text = compare(args)
     except ConfigError as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except NothingFound as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     # Folder names that are not UTF-8 come back as their original bytes, whatever the locale.
     data = text.encode("utf-8", "surrogateescape")
     if args.out is None:
@@ -289,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.out.write_bytes(data)
     except OSError as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     print(f"{PROG}: wrote {args.out}", file=sys.stderr)

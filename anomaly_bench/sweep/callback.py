@@ -85,9 +85,13 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _last_outcome
+        from anomaly_bench.sweep.optuna_checks import correct_results
         from anomaly_bench.sweep.summary import describe, read_records, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
         path, table = write_summary(sweep_dir, read_records(sweep_dir))
+        correction = correct_results(sweep_dir, table, config)
         print(describe(table, path), flush=True)
+        if correction:
+            print(correction, flush=True)
         _last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))
