@@ -127,8 +127,9 @@ STATUSES = (COMPLETED, FAILED, RUNNING)
 SCORES_FILE = "scores.csv"
 DETECTOR_FILE = "detector.json"
 HYDRA_CONFIG_FILE = os.path.join(".hydra", "config.yaml")
-#: Config keys that cannot change a result: left out of the snapshot recorded in metrics.json.
-NOT_RESULT_KEYS = ("resume", "hydra")
+#: Config keys that cannot change a result (where it is tracked included): left out of the snapshot
+#: recorded in metrics.json, so a sweep resumed with another logger still finds its results.
+NOT_RESULT_KEYS = ("resume", "logger", "hydra")
 #: metrics.json keeps the detector's own facts (``describe()`` and what ``fit`` reported) under
 #: this key, so a detector can never overwrite a pipeline metric such as ``threshold``.
 DETECTOR_KEY = "detector"

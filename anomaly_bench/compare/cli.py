@@ -34,7 +34,7 @@ from anomaly_bench.compare.table import (
     run_table,
     sort_table,
 )
-from anomaly_bench.errors import ConfigError
+from anomaly_bench.errors import ConfigError, one_line
 
 PROG = "anomaly-bench-compare"
 FORMATS = ("md", "csv", "json", "html")
@@ -136,7 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="html: histogram thumbnails of the first N runs in table order, 0 = all (default 200)",
     )
+    parser.add_argument(
+        "--to-mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="instead of a table, log the completed run folders into MLflow (URI, else $MLFLOW_TRACKING_URI, "
+        "else sqlite:///outputs/mlflow.db); a folder already logged is not logged again. Put it after the "
+        "paths or write --to-mlflow=URI",
+    )
     return parser
+
+
+def to_mlflow(args: argparse.Namespace) -> int:
+    """``--to-mlflow``: past results into MLflow; exit 1 when the store cannot be reached or no run was found."""
+    from mlflow.exceptions import MlflowException
+
+    from anomaly_bench.tracking.export import export
+    from anomaly_bench.tracking.mlflow_tracker import tracking_uri
+
+    uri = tracking_uri(args.to_mlflow or None, "outputs")
+    try:
+        done = export(args.paths, uri)
+    except (OSError, MlflowException) as exc:  # unreachable server, unwritable store
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_NOTHING_FOUND
+    for record in done.not_completed:
+        _warn(f"{record.status}: {record.path}: {record.problem}")
+    print(f"{PROG}: {done.describe(uri)}", file=sys.stderr)
+    return 0 if done.logged or done.already else EXIT_NOTHING_FOUND
 
 
 def _warn(message: str) -> None:
@@ -249,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     claim = None
     try:
+        if args.to_mlflow is not None:  # writes no file: nothing to claim
+            return to_mlflow(args)
         # Claimed before any work: two commands never write one file, and a result is never written into.
         claim = claim_file("--out", args.out) if args.out is not None else None
         text = compare(args)
