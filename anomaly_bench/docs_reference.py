@@ -90,14 +90,15 @@ def key_comments(text: str) -> tuple[str, dict[str, str]]:
     """(the file's leading comment, {dotted key: the comment written above or beside it}).
 
     A comment block belongs to the key right below it, and also to the keys that follow without
-    a blank line when it names them as ``key:`` or share the first key's prefix (``max_train``,
-    ``max_test``). Comments between the
-    items of a list value belong to the key holding the list.
+    a blank line when it names them as ``key:`` or they share the key's prefix (``max_train``,
+    ``max_test``). Comments between the items of a list value belong to the key holding the list.
     """
     lines = text.splitlines()
     description: list[str] = []
     start = 0
-    while start < len(lines) and (lines[start].strip().startswith("#") or not description and not lines[start].strip()):
+    while start < len(lines) and (
+        lines[start].strip().startswith("#") or (not description and not lines[start].strip())
+    ):
         if lines[start].strip().startswith("#") and not PACKAGE_LINE.match(lines[start].strip()):
             description.append(lines[start])
         start += 1
@@ -203,7 +204,9 @@ def _prefix(group: str, package: str | None) -> str:
 def groups(conf_dir: Path) -> list[str]:
     """Every folder of the tree that holds options (``dataset``, ``hydra/launcher``, ...), sorted."""
     return sorted(
-        str(folder.relative_to(conf_dir)) for folder in conf_dir.rglob("*") if folder.is_dir() and any(folder.glob("*.yaml"))
+        str(folder.relative_to(conf_dir))
+        for folder in conf_dir.rglob("*")
+        if folder.is_dir() and any(folder.glob("*.yaml"))
     )
 
 
@@ -238,7 +241,11 @@ def render_option(group: str, path: Path, shared: dict[tuple[Any, str], str]) ->
     if item.description:
         lines += [item.description, ""]
     if item.package:
-        where = f"under `{_prefix(group, item.package).rstrip('.')}`" if _prefix(group, item.package) else "at the top level"
+        where = (
+            f"under `{_prefix(group, item.package).rstrip('.')}`"
+            if _prefix(group, item.package)
+            else "at the top level"
+        )
         lines += [f"Package `{item.package}`: its keys are placed {where}.", ""]
     lines += _defaults_line(item.defaults)
     lines += key_table(_prefix(group, item.package), item.keys)
@@ -274,7 +281,8 @@ def _default(spec: dataclasses.Field) -> str:
         return shown(spec.default)
     if spec.default_factory is not dataclasses.MISSING:
         value = spec.default_factory()
-        return shown(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+        is_instance = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        return shown(dataclasses.asdict(value) if is_instance else value)
     return "required"
 
 

@@ -95,14 +95,14 @@ def script(block: Block, dry: bool) -> str:
         "set +e" if dry else "set -eo pipefail",
         "trap 'echo \"docs command failed (exit $?): $BASH_COMMAND\" >&2' ERR",
         '_docs_request() { local req; req=$(mktemp "$DOCS_IPC/reqXXXXXX"); '
-        "printf '%s\\0' \"$#\" \"$@\" > \"$req.argv\"; env -0 > \"$req.env\"; pwd > \"$req.cwd\"; "
+        'printf \'%s\\0\' "$#" "$@" > "$req.argv"; env -0 > "$req.env"; pwd > "$req.cwd"; '
         ': > "$req.ready"; while [ ! -e "$req.rc" ]; do sleep 0.02; done; return "$(cat "$req.rc")"; }',
         'anomaly-bench() { _docs_request "$@"; }',
         'python() { if [ "${1:-}" = -m ] && [ "${2:-}" = anomaly_bench ]; then shift 2; _docs_request "$@"; '
         'else command python "$@"; fi; }',
     ]
     for name, reason in NOT_RUN_COMMANDS.items():
-        prelude.append(f"{name}() {{ echo {_quote(f'not run: {name} (' + reason + ')')} \"$*\"; }}")
+        prelude.append(f'{name}() {{ echo {_quote(f"not run: {name} (" + reason + ")")} "$*"; }}')
     if dry:
         for tool in TOOLS:
             prelude.append(f'{tool}() {{ echo "dry: {tool} not run"; }}')
