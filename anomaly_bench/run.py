@@ -213,7 +213,7 @@ def write_artifacts(
         for kind, pick in zip(("normal", "anomaly"), picks):
             if len(pick):
                 rows.append((f"{kind}: original", test.subset(pick).x))
-                rows.append((f"{kind}: reconstruction", recon[start : start + len(pick)]))
+                rows.append((f"{kind}: {detector.reconstruction_label}", recon[start : start + len(pick)]))
             start += len(pick)
         plots.reconstructions(rows, folder / "reconstructions.png", title)
         written.append("reconstructions.png")
@@ -289,7 +289,11 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         }
     )
     try:
-        log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
+        if detector.trains_by_epochs:
+            log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
+        else:
+            unused = ", ".join(detector.unused_settings)
+            log.info("stage fit: %s in one pass, not by epochs (%s do not apply)", detector.name, unused)
         t0 = time.perf_counter()
         detector.run_dir = folder.path
         fit = detector.fit(TrainingData.of(splits), settings.trainer)

@@ -230,6 +230,35 @@ def test_a_key_varying_within_one_model_name_is_kept(tmp_path, capsys):
     assert list(table["model.code_l1"]) == [0.0, 1e-6, 0.0]
 
 
+EPOCH_SETTINGS = ["trainer.epochs", "trainer.batch_size", "trainer.learning_rate", "trainer.early_stopping"]
+
+
+def test_settings_a_detector_does_not_use_are_no_difference(tmp_path, capsys):
+    """PCA and knn declare the epoch settings unused: their trainer.epochs is no column, and where
+    trained runs differ in it, their cells say so and grouping them mixes nothing."""
+    for name, epochs in (("pca", 20), ("knn", 5)):
+        write_run(
+            tmp_path / name, config_with(model__name=name, trainer__epochs=epochs), unused_settings=EPOCH_SETTINGS
+        )
+    write_run(tmp_path / "conv_ae", config_with(model__name="conv_ae", trainer__epochs=2), unused_settings=[])
+    table = csv_table([tmp_path], capsys)
+    assert list(table.columns[:3]) == ["run", "model.name", "status"]
+    write_run(tmp_path / "conv_ae_long", config_with(model__name="conv_ae", trainer__epochs=9), unused_settings=[])
+    write_run(tmp_path / "pca_2", config_with(model__name="pca", trainer__epochs=1), unused_settings=EPOCH_SETTINGS)
+    table = csv_table([tmp_path], capsys).set_index("run")
+    assert table["trainer.epochs"].to_dict() == {
+        "conv_ae": "2",
+        "conv_ae_long": "9",
+        "knn": "not used",
+        "pca": "not used",
+        "pca_2": "not used",
+    }
+    code, out, err = run_cli([tmp_path, "--group-by", "model.name", "--format", "csv"], capsys)
+    assert code == 0 and "mixed settings" in out and err.count("warning") == 1
+    mixed = pd.read_csv(StringIO(out)).set_index("model.name")["mixed settings"]
+    assert mixed["conv_ae"] == "trainer.epochs" and pd.isna(mixed["pca"])
+
+
 def test_metrics_option_selects_dotted_metrics(sweep, capsys):
     table = csv_table([sweep, "--metrics", "auroc,timings.fit"], capsys)
     assert list(table.columns) == ["run", "model.name", "trainer.seed", "status", "auroc", "timings.fit", "duration_s"]

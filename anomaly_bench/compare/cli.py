@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count(1),
         default=20,
         metavar="N",
-        help="html: at most N ROC curves and bars; more runs are averaged per group or cut to the best N (default 20)",
+        help="html: at most N ROC curves and AUROC dots; more runs are averaged per group or cut to the best N (default 20)",
     )
     parser.add_argument(
         "--max-thumbnails",

@@ -78,6 +78,19 @@ class ScoreEnsemble(Detector):
         kinds = {m.supervision for m in self.members.values() if isinstance(m, Detector)}
         return "supervised" if "supervised" in kinds else "unsupervised"
 
+    @property
+    def trains_by_epochs(self) -> bool:  # type: ignore[override]
+        return any(m.trains_by_epochs for m in self._detectors())
+
+    @property
+    def unused_settings(self) -> tuple[str, ...]:
+        """What no member reads: a setting that one member trains with changes the ensemble."""
+        members = [m.unused_settings for m in self._detectors()]
+        return tuple(s for s in members[0] if all(s in other for other in members[1:])) if members else ()
+
+    def _detectors(self) -> list[Detector]:
+        return [m for m in self.members.values() if isinstance(m, Detector)]
+
     def check_settings(self) -> None:
         if len(self.members) < 2:
             raise ConfigError(
@@ -137,7 +150,7 @@ class ScoreEnsemble(Detector):
     def _member_scores_of(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Scores of the same images are computed once (the test set is scored, then written per member);
         images are recognised by content, as each split hands out a fresh float array."""
-        key = (images.shape, hashlib.sha1(np.ascontiguousarray(images)).hexdigest())
+        key = (images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest())
         for seen, z in self._scored:
             if seen == key:
                 return z
@@ -191,7 +204,7 @@ class ScoreEnsemble(Detector):
 
     def describe(self) -> dict:
         members = {key: member.describe() for key, member in self.members.items()}
-        counts = [d.get("n_params") for d in members.values() if d.get("n_params") is not None]
+        counts = [int(n) for d in members.values() if (n := d.get("n_params")) is not None]
         return {
             **super().describe(),
             "combine": self.combine,

@@ -26,6 +26,8 @@ PARAMETERS_FILE = "pca.npz"
 class PCADetector(Detector):
     """Anomaly score = per-image summed squared error after projecting onto the principal subspace."""
 
+    trains_by_epochs = False  # one SVD
+
     def __init__(self, name: str, n_components: int | float) -> None:
         super().__init__(name)
         self.n_components = n_components
@@ -66,6 +68,7 @@ class PCADetector(Detector):
         )
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        assert self.pca is not None, "reconstructing needs a fitted or loaded PCA"
         flat = images.reshape(len(images), -1)
         rebuilt = self.pca.inverse_transform(self.pca.transform(flat))
         return rebuilt.reshape((len(images), *self.image_shape)).astype(np.float32)
