@@ -96,7 +96,7 @@ def script(block: Block, dry: bool) -> str:
         "trap 'echo \"docs command failed (exit $?): $BASH_COMMAND\" >&2' ERR",
         '_docs_request() { local req; req=$(mktemp "$DOCS_IPC/reqXXXXXX"); '
         'printf \'%s\\0\' "$#" "$@" > "$req.argv"; env -0 > "$req.env"; pwd > "$req.cwd"; '
-        ': > "$req.ready"; while [ ! -e "$req.rc" ]; do sleep 0.02; done; return "$(cat "$req.rc")"; }',
+        ': > "$req.ready"; while [ ! -e "$req.rc" ]; do kill -0 "$DOCS_PARENT" 2>/dev/null || exit 3; sleep 0.02; done; return "$(cat "$req.rc")"; }',
         'anomaly-bench() { _docs_request "$@"; }',
         'python() { if [ "${1:-}" = -m ] && [ "${2:-}" = anomaly_bench ]; then shift 2; _docs_request "$@"; '
         'else command python "$@"; fi; }',
@@ -134,6 +134,7 @@ def run_block(block: Block, sandbox: Path, handle) -> Outcome:
         **os.environ,
         "HOME": str(sandbox / "home"),
         "DOCS_IPC": str(ipc),
+        "DOCS_PARENT": str(os.getpid()),  # a block whose test process is gone stops waiting
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log_path = sandbox / "block.log"

@@ -178,7 +178,9 @@ class Checks:
         with in_folder(cwd, env):
             try:
                 rest, _ = backend.pop_switch(args)
-                ns, _ = get_args_parser().parse_known_args(rest)
+                ns, unknown = get_args_parser().parse_known_args(rest)
+                if unknown:  # Hydra's own parser stops there: options must come before the overrides
+                    raise ConfigError(f"unrecognized arguments: {' '.join(unknown)}")
                 search_path = user_search_path(ns.config_dir, ns.overrides)
                 if ns.multirun:
                     configs = sweep_configs(ns.overrides, search_path)
