@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -43,10 +44,12 @@ NOT_RUN_LINES = {
 NOT_RUN_COMMANDS = {
     "pip": "installs packages; the test environment has every extra installed",
     "mkdocs": "tests/test_docs.py builds the pages itself (test_mkdocs_build_is_strict)",
+    "mlflow": "starts a server that runs until stopped",
+    "tensorboard": "starts a server that runs until stopped",
 }
 # Tools that dry mode does not run (their input is what the runs would have written).
 TOOLS = ("anomaly-bench-compare", "anomaly-bench-predict")
-BLOCK_TIMEOUT_S = 1800
+BLOCK_TIMEOUT_S = {True: 300, False: 1800}  # dry mode, full runs
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ class Outcome:
 
 
 def run_block(block: Block, sandbox: Path, handle) -> Outcome:
-    """Run ``block`` in ``sandbox/work``; ``handle(args, env, cwd)`` answers each anomaly-bench call with an exit code."""
+    """Run ``block`` in ``sandbox/work``; ``handle(args, env, cwd, log)`` answers each anomaly-bench call with
+    an exit code (``handle.dry``: the block's mode; ``handle.problems``: what failed its checks)."""
     work, ipc = sandbox / "work", sandbox / "ipc"
     work.mkdir(exist_ok=True)
     ipc.mkdir(exist_ok=True)
@@ -141,7 +145,12 @@ def run_block(block: Block, sandbox: Path, handle) -> Outcome:
     dry = handle.dry
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            ["bash", "-c", script(block, dry)], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT
+            ["bash", "-c", script(block, dry)],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout stops the commands it started too
         )
         started = time.monotonic()
         while True:
@@ -163,8 +172,9 @@ def run_block(block: Block, sandbox: Path, handle) -> Outcome:
                 ready.unlink()
             if finished:
                 break
-            if time.monotonic() - started > BLOCK_TIMEOUT_S:
-                proc.kill()
+            if time.monotonic() - started > BLOCK_TIMEOUT_S[dry]:
+                os.killpg(proc.pid, signal.SIGKILL)
+                handle.problems.append(f"{block.id}: stopped after {BLOCK_TIMEOUT_S[dry]} s")
                 break
             time.sleep(0.02)
     return Outcome(proc.wait(), log_path.read_text(), list(handle.problems))
