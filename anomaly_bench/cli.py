@@ -29,7 +29,7 @@ from anomaly_bench.native_stderr import filter_native_logs
 from anomaly_bench.sweep.naming import safe_dirname
 from anomaly_bench.sweep.resume import untouched_job_subdir
 
-USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search")
+USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search", "logger")
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
 MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
@@ -102,6 +102,8 @@ def check_group_options(overrides: list[str], search_path: Sequence[str] = ()) -
         except Exception:
             continue
         allowed = group_options(group, search_path)
+        # A list selects several options of one group at once (logger=[mlflow,tensorboard]).
+        values = [item for value in values for item in (value if isinstance(value, list) else [value])]
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
                 raise ConfigError(
@@ -277,9 +279,14 @@ def precheck(argv: list[str]) -> None:
     if complete:
         _existing_before_run = check_output_folder(cfg, args.overrides, args.multirun)
     check_empty_mappings(args.overrides, cfg)
-    if args.multirun:
+    from anomaly_bench.config import check_logger, validate
+
+    if args.multirun:  # jobs validate their own settings; the trackers and the search serve the whole sweep
+        from anomaly_bench.sweep.optuna_checks import check_optuna_settings
+
+        check_logger(OmegaConf.to_container(cfg.logger, resolve=True) if "logger" in cfg else None)
+        check_optuna_settings(cfg, args.overrides)
         return
-    from anomaly_bench.config import validate
 
     validate(task_config(cfg))
 

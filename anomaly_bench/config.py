@@ -78,6 +78,8 @@ class RunSettings:
     optimized_metric: str = "val_auroc"
     resume: bool = False
     n_reconstructions: int = 8
+    # Trackers by name (logger.mlflow, logger.tensorboard), each with its _target_; empty: run folder only.
+    logger: dict = field(default_factory=dict)
 
 
 TOP_LEVEL_KEYS = {
@@ -89,6 +91,7 @@ TOP_LEVEL_KEYS = {
     "optimized_metric",
     "resume",
     "n_reconstructions",
+    "logger",
     "hydra",
 }
 
@@ -289,6 +292,32 @@ def resolve_target(group: str, node: dict) -> type:
     return cls
 
 
+def check_logger(node: Any) -> dict:
+    """The ``logger`` group: every entry names a tracker class with settings it accepts, checked
+    before training so that a typo never surfaces as a warning after a long run."""
+    from anomaly_bench.tracking.observer import Observer
+
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"logger={shown(node)} must name trackers such as logger=mlflow or logger=[mlflow,tensorboard]"
+        )
+    for name, entry in node.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(
+                f"logger.{name}={shown(entry)} must be a tracker's settings with a _target_ (see conf/logger/)"
+            )
+        cls = resolve_target(f"logger.{name}", entry)
+        if not issubclass(cls, Observer):
+            raise ConfigError(
+                f"logger.{name}._target_={entry['_target_']!r} is not a tracker; it must name a subclass of "
+                "anomaly_bench.tracking.observer.Observer"
+            )
+        build(f"logger.{name}", entry).check_settings()
+    return node
+
+
 def validate(cfg: DictConfig) -> RunSettings:
     """Schema + semantic checks of a composed config; raises ConfigError on the first problem."""
     unknown = sorted(set(map(str, cfg.keys())) - TOP_LEVEL_KEYS)
@@ -314,9 +343,11 @@ def validate(cfg: DictConfig) -> RunSettings:
             f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation images; set dataset.val_fraction > 0"
         )
     model, threshold = container.get("model") or {}, container.get("threshold") or {}
-    # The threshold rule first: it is built without TensorFlow, which importing a model may start.
+    # The threshold rule and the trackers first: they are built without TensorFlow, which importing a
+    # model may start.
     resolve_target("threshold", threshold)
     build("threshold", threshold)
+    logger = check_logger(container.get("logger"))
     resolve_target("model", model)
     metric = container.get("optimized_metric", "val_auroc")
     if metric not in OPTIMIZABLE_METRICS:
@@ -331,6 +362,7 @@ def validate(cfg: DictConfig) -> RunSettings:
         optimized_metric=metric,
         resume=bool(container.get("resume", False)),
         n_reconstructions=int(container.get("n_reconstructions", 8)),
+        logger=logger,
     )
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,17 @@ from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
-from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
+from anomaly_bench.run_folder import (
+    HYDRA_CONFIG_FILE,
+    METRICS_FILE,
+    SCORES_FILE,
+    RunFolder,
+    config_snapshot,
+    write_detector_file,
+)
 from anomaly_bench.threads import limit_threads, threads_for_job
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
+from anomaly_bench.tracking.observer import RunStarted, Trackers
 from anomaly_bench.trained import detector_facts
 
 log = logging.getLogger("anomaly_bench")
@@ -243,7 +251,12 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     ``output_dir`` defaults to the Hydra run folder; pass one when calling through the
     compose API. Raises ConfigError (nothing written) for bad input; any later failure is
     recorded as ``status: failed`` with ``error.txt`` and re-raised.
+
+    The trackers of the ``logger`` group hear of each event after the run folder has recorded
+    it (started, every epoch, artifacts, completed or failed); they never change the outcome.
     """
+    from anomaly_bench.models.keras_training import epoch_listener
+
     started = time.perf_counter()
     with held_progress():
         log.info("stage config: validating")
@@ -268,26 +281,27 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     if not (folder.path / HYDRA_CONFIG_FILE).exists():
         (folder.path / HYDRA_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, folder.path / HYDRA_CONFIG_FILE)
+    trackers = Trackers.from_config(settings.logger)
     handler = _attach_run_log(folder.path)
-    folder.start(
-        {
-            "dataset": settings.dataset.name,
-            "model": detector.name,
-            "normal_classes": splits.normal_classes,
-            "anomaly_classes": splits.anomaly_classes,
-            "seed": settings.trainer.seed,
-            "threads": settings.trainer.threads,
-            "backend": backend.name(),
-            "device": backend.device(),
-            "data_source": raw.source,
-            "data_location": raw.location,
-            "test_split": raw.test_split,
-            **counts,
-            "data": data_facts(raw, splits),
-            "versions": _versions(),
-            "config": config_snapshot(cfg),
-        }
-    )
+    facts: dict[str, Any] = {
+        "dataset": settings.dataset.name,
+        "model": detector.name,
+        "normal_classes": splits.normal_classes,
+        "anomaly_classes": splits.anomaly_classes,
+        "seed": settings.trainer.seed,
+        "threads": settings.trainer.threads,
+        "backend": backend.name(),
+        "device": backend.device(),
+        "data_source": raw.source,
+        "data_location": raw.location,
+        "test_split": raw.test_split,
+        **counts,
+        "data": data_facts(raw, splits),
+        "versions": _versions(),
+        "config": config_snapshot(cfg),
+    }
+    folder.start(facts)
+    trackers.run_started(RunStarted(folder.path.resolve(), facts["config"], facts))
     try:
         if detector.trains_by_epochs:
             log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
@@ -296,7 +310,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             log.info("stage fit: %s in one pass, not by epochs (%s do not apply)", detector.name, unused)
         t0 = time.perf_counter()
         detector.run_dir = folder.path
-        fit = detector.fit(TrainingData.of(splits), settings.trainer)
+        with epoch_listener(trackers.epoch_ended):
+            fit = detector.fit(TrainingData.of(splits), settings.trainer)
         t_fit = time.perf_counter() - t0
 
         log.info("stage score: %d test images", counts["n_test"])
@@ -336,11 +351,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         result = folder.complete(metrics)
     except BaseException as exc:
         folder.fail(exc)
+        trackers.run_failed(folder.metrics, exc)
+        _detach_run_log(handler)
         raise
+    try:
+        trackers.artifacts_written(folder.path, [*result["artifacts"], METRICS_FILE])
+        trackers.run_completed(result)
     finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+        _detach_run_log(handler)
     auroc = result["auroc"]
     log.info(
         "done: auroc %s, f1 %.4f, threshold %.5g (%s) -> %s",
@@ -365,3 +383,9 @@ def _attach_run_log(folder: Path) -> logging.Handler | None:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
+
+
+def _detach_run_log(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

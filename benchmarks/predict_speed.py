@@ -82,6 +82,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def predict_once(run_dir: Path, inputs: Path, out: Path) -> tuple[int, float, float]:
     """(images, scoring seconds from the command's own report, wall seconds of the whole command)."""
+    shutil.rmtree(out, ignore_errors=True)  # predict claims a new --out folder; an earlier measurement's goes
     command = [
         "taskset",
         "-c",

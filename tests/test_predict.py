@@ -180,7 +180,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run):
         ((run_dir, tmp_path / "empty"), "no images found"),
         ((run_dir, tmp_path / "missing.png"), "does not exist"),
         ((run_dir, str(tmp_path / "*.nothing")), "matches no file"),
-        ((run_dir, tmp_path / "two", "--out", run_dir / "inside"), "inside the run folder"),
+        ((run_dir, tmp_path / "two", "--out", run_dir / "inside"), "a run folder"),
     ]
     for args, expected in cases:
         out = () if "--out" in args else ("--out", tmp_path / "out")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from anomaly_bench.data import cifar
-from anomaly_bench.data.checks import checked_dataset
+from anomaly_bench.data.checks import checked_dataset, implied_class_names
 from anomaly_bench.data.folders import class_sort_key, decode_all, list_folder, list_mvtec
 from anomaly_bench.data.images import conform
 from anomaly_bench.data.readers import (
@@ -288,7 +288,7 @@ def _from_files(
         names = _npz_class_names(arrays, location)
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
-            names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
+            names = implied_class_names(checked, where)
         return RawDataset(
             checked["x_train"],
             checked["y_train"],
