@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -151,7 +152,32 @@ def compose_for_check(overrides: list[str], multirun: bool, search_path: Sequenc
                 return compose(config_name="config", overrides=attempt, return_hydra_config=True), complete
         except Exception as exc:
             error = exc
+    _explain_key_not_in_yaml(error, overrides, multirun, search_path)
     raise ConfigError(_one_line(error)) from None
+
+
+def _explain_key_not_in_yaml(
+    error: Exception, overrides: list[str], multirun: bool, search_path: Sequence[str]
+) -> None:
+    """``dataset.download_timeout=3`` where the option's YAML has no such key: Hydra only says the key
+    is not in struct. Composed with ``+`` instead, the schema names what the group takes, or, for a
+    key its class does take, the ``+`` the user needs."""
+    match = re.search(r"Could not override '([\w.]+)'", _one_line(error))
+    if match is None or "not in struct" not in _one_line(error):
+        return
+    key = match.group(1)
+    added = [f"+{text}" if text.split("=", 1)[0] == key else text for text in overrides]
+    try:
+        cfg, _ = compose_for_check(added, multirun, search_path)
+        if not multirun:
+            from anomaly_bench.config import validate
+
+            validate(task_config(cfg))
+    except ConfigError:
+        raise
+    except Exception:
+        return
+    raise ConfigError(f"{key} is not in the YAML of this option; add it with +{key}=<value>")
 
 
 def check_search_is_a_sweep(cfg: DictConfig) -> None:

@@ -25,7 +25,7 @@ from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.config import build as _instantiate
 from anomaly_bench.console import held_progress
-from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
+from anomaly_bench.data import RawDataset, Splits
 from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
@@ -95,44 +95,23 @@ def prepare(cfg: DictConfig) -> Prepared:
     """
     settings = validate(cfg)
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
-    if rule.needs_validation and settings.dataset.val_fraction == 0:
+    if rule.needs_validation and settings.dataset.split.val_fraction == 0:
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
     settings.trainer.threads = limit_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
-    if detector.supervision == "supervised" and settings.dataset.labelled_anomalies == 0:
+    if detector.supervision == "supervised" and settings.dataset.split.labelled_anomalies == 0:
         raise ConfigError(
             f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
             "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)"
         )
-    if detector.needs_validation and settings.dataset.val_fraction == 0:
+    if detector.needs_validation and settings.dataset.split.val_fraction == 0:
         raise ConfigError(
             f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
             "set dataset.val_fraction > 0 (default 0.1)"
         )
     detector.check_settings()
-    ds = settings.dataset
-    raw = load_raw(
-        ds.name,
-        ds.source,
-        ds.path,
-        ds.download_timeout,
-        image_size=ds.image_size,
-        channels=ds.channels,
-        test_fraction=ds.test_fraction,
-        split_seed=ds.split_seed,
-        skip_unreadable=ds.skip_unreadable,
-    )
-    splits = make_splits(
-        raw,
-        ds.normal_classes,
-        ds.anomaly_classes,
-        ds.val_fraction,
-        ds.max_train,
-        ds.max_test,
-        ds.labelled_anomalies,
-        ds.split_seed,
-    )
+    raw, splits = settings.dataset.load()
     detector.check_shape(raw.image_shape)  # its settings were checked before loading
     detector.check_data(splits)
     _check_validation_size(settings, rule, detector, splits)
@@ -146,10 +125,10 @@ def _check_validation_size(settings: RunSettings, rule: ThresholdRule, detector,
     es = settings.trainer.early_stopping
     users = [f"threshold={rule.name}"] * rule.needs_validation + [f"model={detector.name}"] * detector.needs_validation
     users += ["trainer.early_stopping"] * (es.enabled and es.monitor.startswith("val_"))
-    if users and settings.dataset.val_fraction > 0:
+    if users and settings.dataset.split.val_fraction > 0:
         n = len(splits.train) - int(splits.train.labels.sum())
         raise ConfigError(
-            f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
+            f"dataset.val_fraction={settings.dataset.split.val_fraction} of {n} normal training images rounds "
             f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
             "or dataset.max_train"
         )
@@ -237,8 +216,8 @@ def write_artifacts(
                 threshold,
                 rule,
                 saved,
-                settings.dataset.image_size,
-                settings.dataset.channels,
+                settings.dataset.source.image_size,
+                settings.dataset.source.channels,
             ),
         )
     ]
@@ -327,7 +306,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
-            **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
+            **validation_metrics(detector, raw, splits, settings.dataset.split, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold,
             **rule.describe(),

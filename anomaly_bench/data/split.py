@@ -14,8 +14,24 @@ from typing import Any
 import numpy as np
 
 from anomaly_bench.data.images import to_float
-from anomaly_bench.data.sources import RawDataset
+from anomaly_bench.data.sources.base import RawDataset
 from anomaly_bench.errors import ConfigError
+
+
+@dataclass
+class SplitConfig:
+    """The split settings of every dataset (the keys of ``dataset`` that are not its source's own):
+    which classes are normal and anomalous, and how train / validation / test are drawn."""
+
+    # Class indices, or class names (folder names for dataset=folder / mvtec).
+    normal_classes: list[Any] = field(default_factory=lambda: [0])
+    anomaly_classes: Any = "rest"
+    labelled_anomalies: int = 0
+    val_fraction: float = 0.1
+    val_anomalies: int = 200
+    max_train: int | None = None
+    max_test: int | None = None
+    split_seed: int = 0
 
 
 @dataclass
