@@ -287,7 +287,8 @@ def _default(spec: dataclasses.Field) -> str:
 
 
 def render_schema() -> list[str]:
-    """Every dataclass of the schema module: the types and defaults the groups are checked against."""
+    """Every dataclass of the schema module and those it imports from the package: the types and
+    defaults the groups are checked against."""
     lines = [
         "## Schema",
         "",
@@ -295,17 +296,23 @@ def render_schema() -> list[str]:
         "value of the wrong type ends with one line and exit code 2.",
         "",
     ]
+    package = schema_module.__name__.split(".")[0]
     classes = [
         cls
         for _, cls in inspect.getmembers(schema_module, inspect.isclass)
-        if dataclasses.is_dataclass(cls) and cls.__module__ == schema_module.__name__
+        if dataclasses.is_dataclass(cls) and cls.__module__.split(".")[0] == package
     ]
-    for cls in sorted(classes, key=lambda c: inspect.getsourcelines(c)[1]):
+    own = schema_module.__name__
+
+    def order(cls: type) -> tuple[bool, str, int]:  # the schema module's own classes first, in source order
+        return (cls.__module__ != own, cls.__module__, inspect.getsourcelines(cls)[1])
+
+    for cls in sorted(classes, key=order):
         hints = typing.get_type_hints(cls)
         comments = field_comments(cls)
         doc = inspect.getdoc(cls) or ""
         generated = doc.startswith(cls.__name__ + "(")  # dataclasses write a signature when there is no docstring
-        lines += [f"### `{cls.__name__}`", ""]
+        lines += [f"### `{cls.__name__}`" + ("" if cls.__module__ == own else f" ({cls.__module__})"), ""]
         if doc and not generated:
             lines += [doc.splitlines()[0], ""]
         lines += ["| field | type | default | meaning |", "|---|---|---|---|"]
