@@ -100,14 +100,18 @@ def sandbox(tmp_path, home_data) -> Path:
 
 @contextlib.contextmanager
 def in_folder(cwd: Path, env: dict):
-    """The block's working folder and home for an in-process command (``~`` in a path is its home)."""
-    old_cwd, old_home = os.getcwd(), os.environ.get("HOME")
+    """The command's working folder, home (``~`` in a path) and ``PYTHONPATH`` (modules of the
+    user's own, as a command's ``PYTHONPATH=.`` prefix makes importable) for an in-process command."""
+    old_cwd, old_home, old_path = os.getcwd(), os.environ.get("HOME"), list(sys.path)
     os.chdir(cwd)
     os.environ["HOME"] = env["HOME"]
+    extra = [str((cwd / entry).resolve()) for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    sys.path[:0] = [entry for entry in extra if entry not in sys.path]
     try:
         yield
     finally:
         os.chdir(old_cwd)
+        sys.path[:] = old_path
         if old_home is None:
             os.environ.pop("HOME", None)
         else:
