@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
@@ -53,12 +54,13 @@ if not OmegaConf.has_resolver("ab_job_subdir"):
 
 
 def _one_line(exc: BaseException) -> str:
-    parts = []
-    while exc is not None and len(parts) < 3:
-        first = one_line(exc)
+    parts: list[str] = []
+    link: BaseException | None = exc
+    while link is not None and len(parts) < 3:
+        first = one_line(link)
         if first and first != "None" and first not in parts:
             parts.append(first)
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return "; ".join(parts) or "invalid configuration"
 
 
@@ -89,7 +91,7 @@ def parse_overrides(overrides: list[str]) -> list:
         raise ConfigError(_one_line(exc)) from None
 
 
-def check_group_options(overrides: list[str], search_path: list[str] = ()) -> None:
+def check_group_options(overrides: list[str], search_path: Sequence[str] = ()) -> None:
     """Unknown group options (model=foo) fail here with the list of allowed ones (the user's search path included)."""
     for override in parse_overrides(overrides):
         group = override.key_or_group.lstrip("+~")
@@ -126,7 +128,7 @@ def check_empty_mappings(overrides: list[str], cfg: DictConfig) -> None:
             )
 
 
-def compose_for_check(overrides: list[str], multirun: bool, search_path: list[str] = ()) -> tuple[DictConfig, bool]:
+def compose_for_check(overrides: list[str], multirun: bool, search_path: Sequence[str] = ()) -> tuple[DictConfig, bool]:
     """The config Hydra will compose, with its ``hydra`` node; sweeps: the overrides that are not swept.
 
     Returns (config, complete): complete is False when Hydra's own overrides did not compose

@@ -124,7 +124,7 @@ def _check_classes(key: str, value: Any, names: tuple[str, ...] | None) -> list:
     ]
     if bad:
         allowed = f"allowed classes are 0-{n - 1}" if n is not None else "allowed are class indices >= 0 or class names"
-        if names is not None and names != tuple(str(c) for c in range(n)):
+        if names is not None and names != tuple(str(c) for c in range(len(names))):
             allowed += f" or their names ({', '.join(names)})"
         raise ConfigError(f"{key}={list(value)} contains {bad}; {allowed}")
     if len(set(value)) != len(value):
@@ -291,13 +291,13 @@ def resolve_target(group: str, node: dict) -> type:
 
 def validate(cfg: DictConfig) -> RunSettings:
     """Schema + semantic checks of a composed config; raises ConfigError on the first problem."""
-    unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS)
+    unknown = sorted(set(map(str, cfg.keys())) - TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(
             f"{unknown[0]} is not a config key; top-level keys are: {', '.join(sorted(TOP_LEVEL_KEYS - {'hydra'}))}"
         )
     try:
-        container = OmegaConf.to_container(cfg, resolve=True)
+        container = typing.cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))  # a DictConfig: a dict
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{getattr(exc, 'full_key', 'config')}: {str(exc).splitlines()[0]}") from None
     check_finite({k: v for k, v in container.items() if k != "hydra"}, "")

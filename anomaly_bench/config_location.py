@@ -10,7 +10,7 @@ search path, and the option lists used for error messages include those folders 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from anomaly_bench.errors import ConfigError
@@ -55,7 +55,7 @@ def user_search_path(config_dir: str | None, overrides: Iterable[str]) -> list[s
     return entries
 
 
-def search_path_override(entries: list[str]) -> list[str]:
+def search_path_override(entries: Sequence[str]) -> list[str]:
     """The compose-API override that puts ``entries`` on the search path ([] when none)."""
     return [f"hydra.searchpath=[{','.join(entries)}]"] if entries else []
 

@@ -46,7 +46,7 @@ def training_curve(history: pd.DataFrame, path: Path, title: str) -> None:
 
 def score_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.histogram_bin_edges(scores, bins=60)
+    bins = np.histogram_bin_edges(scores, bins=60).tolist()
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label=f"normal (n={int((labels == 0).sum())})")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (n={int((labels == 1).sum())})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")

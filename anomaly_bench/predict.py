@@ -269,7 +269,9 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
 
     unreadable: list[tuple[str, str]] = []
     started = time.perf_counter()
-    frames, best = [], []  # best: a min-heap of (score, order, name, uint8 image) holding the top images
+    frames: list[pd.DataFrame] = []
+    # A min-heap of (score, order, name, uint8 image) holding the top images.
+    best: list[tuple[float, int, str, np.ndarray]] = []
     done = flagged_so_far = 0
     for names, indices, images in batches(sources, trained, batch_size, unreadable):
         scores = trained.score(trained.prepare(images))

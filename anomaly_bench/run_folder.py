@@ -146,6 +146,8 @@ def config_snapshot(cfg) -> dict:
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(container, dict):
+        raise TypeError(f"config_snapshot needs a DictConfig, got {type(cfg).__name__}")
     return {k: v for k, v in container.items() if k not in NOT_RESULT_KEYS}
 
 

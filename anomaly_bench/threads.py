@@ -31,7 +31,8 @@ def parallel_jobs() -> int:
 
     if not HydraConfig.initialized():
         return 1
-    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
+    # HydraConfig.get() is annotated as the HydraConf dataclass but returns its DictConfig.
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)  # type: ignore[arg-type]
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
     # joblib convention: -1 = all cores, -2 = all but one, ...

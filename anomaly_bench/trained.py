@@ -164,7 +164,8 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
         detector = build("model", model_config)
     except ConfigError as exc:
         raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
-    image_shape = tuple(int(s) for s in facts["preprocessing"]["image_shape"])
+    height, width, channels = (int(s) for s in facts["preprocessing"]["image_shape"])
+    image_shape = (height, width, channels)
     # The run's own check sequence: settings alone, then against the image shape (builds the network).
     detector.check(image_shape)
     try:

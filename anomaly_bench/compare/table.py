@@ -12,6 +12,7 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +157,9 @@ def _metric_column(values: list[Any]) -> pd.Series:
     return pd.Series([value_text(v) if v is not _MISSING and v is not None else "" for v in values], dtype=object)
 
 
-def run_table(records: list[RunRecord], metrics: list[str], lookup: Lookup, extra_keys: list[str] = ()) -> pd.DataFrame:
+def run_table(
+    records: list[RunRecord], metrics: list[str], lookup: Lookup, extra_keys: Sequence[str] = ()
+) -> pd.DataFrame:
     """Columns: run, differing config keys (+ extra_keys), status, metrics, duration."""
     keys = list(dict.fromkeys([*differing_keys(records), *(k for k in extra_keys if k in lookup.config_keys)]))
     data: dict[str, Any] = {"run": run_label(records)}

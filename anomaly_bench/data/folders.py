@@ -90,10 +90,10 @@ def list_folder(root: Path, test_fraction: float, seed: int) -> Listing:
             if not per_class:
                 raise BadDataError(f"{root / part}: holds no class subfolders; {what}")
         names = sorted(set(parts["train"]) | set(parts["test"]), key=class_sort_key)
-        files, classes = {}, {}
+        part_files, part_classes = {}, {}
         for part, per_class in parts.items():
-            files[part], classes[part] = _flatten(per_class, names)
-        return Listing(files, classes, "official split (the folder's train/ and test/)")
+            part_files[part], part_classes[part] = _flatten(per_class, names)
+        return Listing(part_files, part_classes, "official split (the folder's train/ and test/)")
     per_class = _class_folders(root)
     if not per_class:
         loose = (
@@ -183,7 +183,7 @@ def decode_all(
             f"the images differ in size ({len(sizes)} sizes, e.g. {sizes[0][0]}x{sizes[0][1]} and "
             f"{sizes[-1][0]}x{sizes[-1][1]}); set dataset.image_size=[H, W] to resize them all"
         )
-    size = tuple(int(s) for s in image_size) if image_size is not None else sizes[0]
+    size = (int(image_size[0]), int(image_size[1])) if image_size is not None else sizes[0]
     found_channels = 1 if all(h[1] in GREY_MODES for h in known) else 3
     target_channels = int(channels) if channels is not None else found_channels
 

@@ -9,6 +9,8 @@ and a later prediction on new images see exactly the same preprocessing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
@@ -49,7 +51,7 @@ def from_pil(image: Image.Image, size: tuple[int, int] | None, channels: int) ->
     return array[..., None] if channels == 1 else array
 
 
-def conform(images: np.ndarray, image_size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+def conform(images: np.ndarray, image_size: Sequence[int] | None, channels: int | None) -> np.ndarray:
     """uint8 N x H x W x C -> uint8 N x H' x W' x C': resized to ``image_size`` [H', W'] and converted
     to ``channels`` (1 = grey by Pillow's luma, 3 = RGB). None keeps the data's own size / channels;
     when nothing changes the input array itself is returned (no copy)."""

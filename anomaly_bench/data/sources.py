@@ -62,7 +62,8 @@ class RawDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        _, h, w, c = self.x_train.shape
+        return int(h), int(w), int(c)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: 
         order = ["explicit"]  # a path the user typed must be used or fail, never silently replaced
     else:
         order = list(_RESOLVERS) if source == "auto" else [source]
-    tried = []
+    tried: list[str] = []
     for kind in order:
         try:
             return kind, _RESOLVERS[kind](spec, path, download_timeout), tried
@@ -288,7 +289,16 @@ def _from_files(
         checked, info = checked_dataset(arrays, where, len(names) if names else None)
         if names is None:
             names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
-        return RawDataset(**checked, source="explicit", location=str(location), class_names=names, info=info)
+        return RawDataset(
+            checked["x_train"],
+            checked["y_train"],
+            checked["x_test"],
+            checked["y_test"],
+            source="explicit",
+            location=str(location),
+            class_names=names,
+            info=info,
+        )
     listing = list_mvtec(location) if name == "mvtec" else list_folder(location, test_fraction, split_seed)
     log.info(
         "data: decoding %d training and %d test images under %s",

@@ -103,6 +103,8 @@ def resolve_classes(
                 "left for anomaly_classes=rest"
             )
         return normal, anomalous
+    if isinstance(anomaly_classes, str):
+        raise ConfigError(f"dataset.anomaly_classes={anomaly_classes!r} must be 'rest' or a list of classes")
     anomalous = class_indices("dataset.anomaly_classes", anomaly_classes, class_names)
     overlap = sorted(set(normal) & set(anomalous))
     if overlap:

@@ -11,7 +11,9 @@ optimised together) or in one pass with an encoder trained after the GAN
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import matplotlib
@@ -99,8 +101,8 @@ class AnoGANDetector(Detector):
         self,
         name: str = "anogan",
         latent_dim: int = 30,
-        generator_filters: list[int] = (128, 64),
-        discriminator_filters: list[int] = (64, 128),
+        generator_filters: Sequence[int] = (128, 64),
+        discriminator_filters: Sequence[int] = (64, 128),
         kernel_size: int = 5,
         leaky_slope: float = 0.2,
         g_learning_rate: float = 2e-4,
@@ -134,7 +136,7 @@ class AnoGANDetector(Detector):
         self.progress: GANProgress | None = None
         self.encoder_history = pd.DataFrame()
         self._search: BatchedLatentSearch | None = None
-        self._encoder_pass = None
+        self._encoder_pass: Callable[[Any], Any] | None = None
 
     # ----------------------------------------------------------------- settings
     def check_settings(self) -> None:
@@ -187,6 +189,7 @@ class AnoGANDetector(Detector):
         self.seed = trainer.seed
         if self.gan is None:
             self.build(x.shape[1:])
+        assert self.gan is not None  # build() sets it
         self.gan.compile(
             d_optimizer=keras.optimizers.Adam(self.d_learning_rate, beta_1=self.beta_1),
             g_optimizer=keras.optimizers.Adam(self.g_learning_rate, beta_1=self.beta_1),
@@ -215,6 +218,7 @@ class AnoGANDetector(Detector):
 
     def fit_encoder(self, x: np.ndarray, batch_size: int) -> pd.DataFrame:
         """f-AnoGAN's second stage: learn z = E(x) with the GAN frozen (builds the encoder if missing)."""
+        assert self.gan is not None, "fit_encoder() needs the trained GAN"
         if self.gan.encoder is None:
             self.gan.encoder = build_encoder(
                 self.latent_dim, self.discriminator_filters, self.kernel_size, self.leaky_slope, x.shape[1:]
@@ -237,11 +241,13 @@ class AnoGANDetector(Detector):
     # ----------------------------------------------------------------- scoring
     @property
     def features(self) -> keras.Model:
+        assert self.gan is not None, "the discriminator's features need a built or loaded GAN"
         return feature_extractor(self.gan.discriminator)
 
     @property
     def latent_search(self) -> BatchedLatentSearch:
         if self._search is None:
+            assert self.gan is not None, "the latent search needs a trained or loaded GAN"
             self._search = BatchedLatentSearch(
                 self.gan.generator,
                 self.features,
@@ -257,18 +263,20 @@ class AnoGANDetector(Detector):
         """The AnoGAN loss at z = E(x), in one compiled forward pass per batch; also returns G(E(x))."""
         if self._encoder_pass is None:
             features = self.features
+            gan = self.gan
+            assert gan is not None and gan.encoder is not None, "encoder scoring needs a GAN with its trained encoder"
+            encoder = gan.encoder
 
             def encoder_pass(images):
                 x = to_tanh_range(images)
-                g = self.gan.generator(self.gan.encoder(x, training=False), training=False)
+                g = gan.generator(encoder(x, training=False), training=False)
                 return (
                     anomaly_loss(x, features(x, training=False), g, features(g, training=False), self.lambda_),
                     to_unit_range(g),
                 )
 
-            gan = self.gan
             self._encoder_pass = compiled(
-                encoder_pass, [*gan.generator.variables, *gan.encoder.variables, *gan.discriminator.variables]
+                encoder_pass, [*gan.generator.variables, *encoder.variables, *gan.discriminator.variables]
             )
         losses, generated = [], []
         for start in range(0, len(images), PREDICT_BATCH):
@@ -292,6 +300,7 @@ class AnoGANDetector(Detector):
     # ----------------------------------------------------------------- outputs
     def save(self, folder: Path) -> list[str]:
         # A fresh, uncompiled wrapper: the file holds the networks, not the GAN optimizers.
+        assert self.gan is not None, "save() needs a trained GAN"
         wrapper = AnoGAN(self.gan.generator, self.gan.discriminator, self.gan.encoder, seed=self.seed, name=self.name)
         wrapper(keras.ops.zeros((1, self.latent_dim)))  # builds it
         wrapper.save(Path(folder) / MODEL_FILE)

@@ -184,15 +184,18 @@ class ReconstructionDetector(KerasDetector):
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
             self.build(splits.train.x.shape[1:])
+        assert self.model is not None  # build() sets it
         self.model.compile(optimizer=make_optimizer(trainer), loss=self.loss)
         x, val = splits.train.x, splits.val.x
         history = fit_model(self.model, x, x, trainer, (val, val) if len(val) else None)
         return FitResult(history=history)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        assert self.model is not None, "reconstructing needs a trained or loaded autoencoder"
         return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
+        assert self.encoder is not None, "encoding needs a trained or loaded autoencoder"
         return self.encoder.predict(images, batch_size=PREDICT_BATCH, verbose=0).reshape(len(images), -1)
 
     def score(self, images: np.ndarray) -> np.ndarray:

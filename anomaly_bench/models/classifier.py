@@ -17,7 +17,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from anomaly_bench.config import TrainerConfig
-from anomaly_bench.data.split import Splits
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.autoencoder import PREDICT_BATCH
 from anomaly_bench.models.base import FitResult, TrainingData
@@ -64,7 +63,7 @@ class CNNClassifierDetector(KerasDetector):
             )
         self.model = keras.Model(inputs, x, name=self.name)
 
-    def _split(self, splits: Splits, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _split(self, splits: TrainingData, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The article's hold-out: ``validation_split`` of the training images (anomalies included), stratified."""
         x, y = splits.train.x, splits.train.labels
         if self.validation_split == 0:
@@ -83,6 +82,7 @@ class CNNClassifierDetector(KerasDetector):
             raise ConfigError("dataset.labelled_anomalies=0: the classifier has no anomalous training images")
         if self.model is None:
             self.build(splits.train.x.shape[1:])
+        assert self.model is not None  # build() sets it
         x_fit, y_fit, x_val, y_val = self._split(splits, trainer.seed)
         if self.class_weight == "balanced":
             weights = compute_class_weight("balanced", classes=np.arange(N_CLASSES), y=y_fit)
@@ -103,6 +103,7 @@ class CNNClassifierDetector(KerasDetector):
         )
 
     def score(self, images: np.ndarray) -> np.ndarray:
+        assert self.model is not None, "scoring needs a trained or loaded classifier"
         return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)[:, 1].astype(np.float64)
 
     def describe(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -57,7 +58,7 @@ class DeepSVDD(keras.Model):
     def __init__(
         self,
         image_shape: tuple[int, ...],
-        filters: tuple[int, ...] = (8, 4),
+        filters: Sequence[int] = (8, 4),
         kernel_size: int = 5,
         rep_dim: int = 32,
         leaky_slope: float = 0.01,
@@ -172,6 +173,7 @@ class DeepSVDDDetector(KerasDetector):
         )
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
+        assert self.model is not None, "check_shape() builds the network before fit()"
         x, val = splits.train.x, splits.val.x
         info: dict = {}
         if self.pretrain_epochs:
@@ -200,6 +202,7 @@ class DeepSVDDDetector(KerasDetector):
         Training pulls training-mode representations towards c, so c is measured the same way;
         the pass also moves the normalisation's moving statistics towards the data.
         """
+        assert self.model is not None, "check_shape() builds the network before fit()"
         total = np.zeros(self.rep_dim, dtype=np.float64)
         for start in range(0, len(images), batch_size):
             batch = self.model.encoder(images[start : start + batch_size], training=True)
@@ -207,9 +210,11 @@ class DeepSVDDDetector(KerasDetector):
         return total / len(images)
 
     def representation(self, images: np.ndarray) -> np.ndarray:
+        assert self.model is not None, "scoring needs a trained or loaded network"
         return self.model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
 
     def score(self, images: np.ndarray) -> np.ndarray:
+        assert self.model is not None, "scoring needs a trained or loaded network"
         center = ops.convert_to_numpy(self.model.center).astype(np.float64)
         return np.sum((self.representation(images).astype(np.float64) - center) ** 2, axis=1)
 

@@ -137,7 +137,7 @@ class ScoreEnsemble(Detector):
     def _member_scores_of(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Scores of the same images are computed once (the test set is scored, then written per member);
         images are recognised by content, as each split hands out a fresh float array."""
-        key = (images.shape, hashlib.sha1(np.ascontiguousarray(images)).hexdigest())
+        key = (images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest())
         for seen, z in self._scored:
             if seen == key:
                 return z
@@ -191,7 +191,7 @@ class ScoreEnsemble(Detector):
 
     def describe(self) -> dict:
         members = {key: member.describe() for key, member in self.members.items()}
-        counts = [d.get("n_params") for d in members.values() if d.get("n_params") is not None]
+        counts = [int(n) for d in members.values() if (n := d.get("n_params")) is not None]
         return {
             **super().describe(),
             "combine": self.combine,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -28,7 +29,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from anomaly_bench.errors import ConfigError
 
 
-def check_estimator(estimator: object, key: str) -> None:
+def check_estimator(estimator: Any, key: str) -> None:
     """ConfigError (one line) unless ``estimator`` is an unsupervised scorer with valid settings."""
     if not (hasattr(estimator, "fit") and hasattr(estimator, "decision_function")):
         raise ConfigError(
@@ -252,7 +253,7 @@ def _average_path_length(n: int) -> float:
     return 2.0 * (np.log(n - 1.0) + np.euler_gamma) - 2.0 * (n - 1.0) / n
 
 
-SAVED_ESTIMATORS = {
+SAVED_ESTIMATORS: dict[str, type[SavedOneClassSVM] | type[SavedIsolationForest]] = {
     "sklearn.svm.OneClassSVM": SavedOneClassSVM,
     "sklearn.ensemble.IsolationForest": SavedIsolationForest,
 }

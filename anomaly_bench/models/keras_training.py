@@ -117,7 +117,7 @@ def callbacks(trainer: TrainerConfig, has_validation: bool) -> list[keras.callba
 def fit_model(
     model: keras.Model,
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     trainer: TrainerConfig,
     validation: tuple[np.ndarray, np.ndarray] | None,
     class_weight: dict[int, float] | None = None,
@@ -158,6 +158,7 @@ class KerasDetector(Detector):
     model: keras.Model | None = None
 
     def save(self, folder: Path) -> list[str]:
+        assert self.model is not None, "save() needs a trained model"
         self.model.save(Path(folder) / MODEL_FILE)
         return [MODEL_FILE]
 
@@ -165,5 +166,5 @@ class KerasDetector(Detector):
         self.model = load_keras_model(Path(folder) / MODEL_FILE)
 
     def describe(self) -> dict:
-        built = self.model is not None and self.model.built
-        return {**super().describe(), "n_params": int(self.model.count_params()) if built else None}
+        n_params = int(self.model.count_params()) if self.model is not None and self.model.built else None
+        return {**super().describe(), "n_params": n_params}

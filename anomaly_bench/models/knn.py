@@ -11,6 +11,7 @@ normal images first (the autoencoder config is nested under ``model.autoencoder`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,9 +89,14 @@ class KNNDetector(Detector):
                 )
             self.autoencoder.check_settings()
 
+    def _encoder(self) -> ReconstructionDetector:
+        """The autoencoder of features=encoder (check_settings() refuses that setting without one)."""
+        assert self.autoencoder is not None, "features=encoder needs model.autoencoder"
+        return self.autoencoder
+
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
         if self.features == "encoder":
-            self.autoencoder.check_shape(image_shape)
+            self._encoder().check_shape(image_shape)
 
     def check_data(self, splits: Splits) -> None:
         n_train = len(splits.train)
@@ -99,12 +105,12 @@ class KNNDetector(Detector):
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         if self.features == "encoder":
-            return self.autoencoder.encode(images)
+            return self._encoder().encode(images)
         return images.reshape(len(images), -1)
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         n_train = len(splits.train)
-        fit = self.autoencoder.fit(splits, trainer) if self.features == "encoder" else FitResult()
+        fit = self._encoder().fit(splits, trainer) if self.features == "encoder" else FitResult()
         self.reference_images, self.reference_index = splits.train.images, splits.train.index
         self.reference = np.asarray(self._features(splits.train.x), dtype=np.float64)
         self.reference_norms = squared_norms(self.reference)
@@ -113,6 +119,7 @@ class KNNDetector(Detector):
         )
 
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.reference is not None, "nearest() needs the reference set that fit() or load() sets"
         return nearest_distances(self._features(images), self.reference, self.k, self.block_size, self.reference_norms)
 
     def score(self, images: np.ndarray) -> np.ndarray:
@@ -120,13 +127,16 @@ class KNNDetector(Detector):
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """The nearest normal training image: what the detector compares each image with."""
+        assert self.reference_images is not None, "reconstruct() needs the reference set that fit() or load() sets"
         return to_float(self.reference_images[self.nearest(images)[1][:, 0]])
 
     def save(self, folder: Path) -> list[str]:
         # The reference set is the detector: the normal training images (shown as the nearest
         # normal example) with their dataset indices, and with features=encoder their codes, so
         # scoring after a reload needs neither the dataset nor a new pass of the encoder.
-        codes = {"codes": self.reference} if self.features == "encoder" else {}
+        assert self.reference is not None and self.reference_index is not None and self.reference_images is not None
+        # Any: numpy annotates savez_compressed(**arrays) so that a typed dict could also fill allow_pickle.
+        codes: dict[str, Any] = {"codes": self.reference} if self.features == "encoder" else {}
         np.savez_compressed(
             Path(folder) / REFERENCE_FILE,
             train_index=self.reference_index,
@@ -136,7 +146,7 @@ class KNNDetector(Detector):
         )
         written = [REFERENCE_FILE]
         if self.features == "encoder":
-            written += self.autoencoder.save(folder)
+            written += self._encoder().save(folder)
         return written
 
     def load(self, folder: Path) -> None:
@@ -144,7 +154,7 @@ class KNNDetector(Detector):
             self.reference_index, self.reference_images = saved["train_index"], saved["images"]
             codes = saved["codes"] if self.features == "encoder" else None
         if self.features == "encoder":
-            self.autoencoder.load(folder)
+            self._encoder().load(folder)
         self.reference = (
             codes if codes is not None else np.asarray(self._features(to_float(self.reference_images)), np.float64)
         )
@@ -153,5 +163,5 @@ class KNNDetector(Detector):
     def describe(self) -> dict:
         info = {**super().describe(), "k": self.k, "features": self.features, "reference_file": REFERENCE_FILE}
         if self.features == "encoder":
-            info["encoder"] = self.autoencoder.describe()
+            info["encoder"] = self._encoder().describe()
         return info

@@ -65,6 +65,7 @@ class LatentOCSVMDetector(Detector):
 
     @property
     def code_dim(self) -> int:
+        assert self.autoencoder.encoder is not None, "the code size needs a built autoencoder"
         return int(np.prod(self.autoencoder.encoder.output.shape[1:]))
 
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
@@ -132,6 +133,7 @@ class LatentOCSVMDetector(Detector):
     def save(self, folder: Path) -> list[str]:
         files = self.autoencoder.save(folder) + save_estimator(self.estimator, folder, ESTIMATOR_STEM)
         if self.standardize_codes:
+            assert self.code_mean is not None and self.code_scale is not None, "save() needs a fitted scaler"
             np.savez(Path(folder) / SCALER_FILE, mean=self.code_mean, scale=self.code_scale)
             files.append(SCALER_FILE)
         return files

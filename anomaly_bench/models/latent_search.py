@@ -61,7 +61,7 @@ class LatentSearch:
         if backend == "jax":
             import jax
 
-            def search(values, x):
+            def jax_search(values, x):
                 start = JaxUpdates(self._variables, values)
                 fx = start.run(lambda: self.features(x, training=False))
 
@@ -73,7 +73,7 @@ class LatentSearch:
                 final = jax.lax.fori_loop(0, self.steps, one_step, start.values())
                 return JaxUpdates(self._variables, final).run(lambda: self._loss(x, fx))
 
-            pure = jax.jit(search)
+            pure = jax.jit(jax_search)
             return lambda x: pure([v.value for v in self._variables], x)
 
         if backend == "tensorflow":

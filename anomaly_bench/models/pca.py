@@ -66,6 +66,7 @@ class PCADetector(Detector):
         )
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        assert self.pca is not None, "reconstructing needs a fitted or loaded PCA"
         flat = images.reshape(len(images), -1)
         rebuilt = self.pca.inverse_transform(self.pca.transform(flat))
         return rebuilt.reshape((len(images), *self.image_shape)).astype(np.float32)

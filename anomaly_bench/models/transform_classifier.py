@@ -257,6 +257,7 @@ class TransformClassifier(KerasDetector):
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:
         if self.model is None:
             self.build(splits.train.x.shape[1:])
+        assert self.model is not None  # build() sets it
         self.model.compile(
             optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
@@ -282,6 +283,7 @@ class TransformClassifier(KerasDetector):
 
     def log_softmax(self, images: np.ndarray):
         """Per transformation t: (t, [n, T] log-probabilities the network gives t(x)), one t at a time."""
+        assert self.model is not None, "scoring needs a trained or loaded classifier"
         for t in range(self.n_transforms):
             probs = self.model.predict(apply_transform(images, t, self.shift), batch_size=PREDICT_BATCH, verbose=0)
             yield t, np.log(probs.astype(np.float64) + _EPS)
@@ -291,7 +293,11 @@ class TransformClassifier(KerasDetector):
         views = scoring_views(images, self.tta, self.augment_shift)
         for view in views:
             for t, log_p in self.log_softmax(view):
-                total -= log_p[:, t] if self.score_kind == "cross_entropy" else log_p @ (self.alphas[t] - 1.0)
+                if self.score_kind == "cross_entropy":
+                    total -= log_p[:, t]
+                else:
+                    assert self.alphas is not None, "score=dirichlet needs the concentrations fit() or load() sets"
+                    total -= log_p @ (self.alphas[t] - 1.0)
         return total / (self.n_transforms * len(views))
 
     def save(self, folder: Path) -> list[str]:

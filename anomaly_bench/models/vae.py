@@ -10,6 +10,7 @@ posterior mean.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class ConvVAE(keras.Model):
     def __init__(
         self,
         image_shape: tuple[int, ...],
-        filters: tuple[int, ...] = (32, 64),
+        filters: Sequence[int] = (32, 64),
         kernel_size: int = 3,
         dense_units: int = 16,
         latent_dim: int = 2,
@@ -174,14 +175,17 @@ class VAEDetector(KerasDetector):
         return FitResult(history=history)
 
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.model is not None, "encoding needs a trained or loaded VAE"
         mean, log_var = self.model.encoder.predict(images, batch_size=PREDICT_BATCH, verbose=0)
         return mean, log_var
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        assert self.model is not None, "reconstructing needs a trained or loaded VAE"
         return self.model.decoder.predict(self.encode(images)[0], batch_size=PREDICT_BATCH, verbose=0)
 
     def score(self, images: np.ndarray) -> np.ndarray:
         mean, log_var = self.encode(images)
+        assert self.model is not None, "scoring needs a trained or loaded VAE"
         reconstruction = self.model.decoder.predict(mean, batch_size=PREDICT_BATCH, verbose=0)
         if self.score_kind == "mse":
             return reconstruction_error(images, reconstruction, "mse")

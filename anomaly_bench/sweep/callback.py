@@ -49,7 +49,7 @@ def count_jobs(config: DictConfig) -> int | None:
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    arguments += [str(o) for o in config.hydra.overrides.task]
     try:
         overrides = OverridesParser.create().parse_overrides(arguments)
         (batch,) = BasicSweeper.split_arguments(overrides, None)
