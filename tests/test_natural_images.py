@@ -59,7 +59,7 @@ def test_natural_images_preset_runs_on_cifar_photos_and_reloads_in_safe_mode(cif
     )
     metrics = run(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["data"]["image_shape"] == [32, 32, 3]
-    assert (metrics["n_transforms"], metrics["tta"], metrics["augment_flip"]) == (4, "flip", True)
+    assert (metrics["n_transforms"], metrics["tta"], metrics["augment_flip"]) == (4, "flip_shift", True)
     assert metrics["val_auroc"] is not None and metrics["n_test"] == 120
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert model.output.shape[-1] == 4 and any(isinstance(layer, keras.layers.Add) for layer in model.layers)
