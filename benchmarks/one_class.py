@@ -65,6 +65,8 @@ BUDGET_VARIANTS = {
     ),
 }
 VALIDATION_TEST_SIZE = 10_000
+# Experiment presets that "--models all" adds for a dataset (rows beside the zoo's).
+DATASET_PRESETS = {"cifar10": ("natural_images",)}
 # Datasets benchmarked from JPEG/PNG class folders (dataset=folder): the folder under $ANOMALY_BENCH_DATA
 # that holds them, and the class names in index order (the table's columns, published.csv's 0-9).
 FOLDER_DATASETS = {
@@ -183,10 +185,11 @@ def supervised_models() -> list[str]:
     return found
 
 
-def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
-    """(model, row label, overrides) for each sweep the command line asks for."""
+def planned_runs(args: argparse.Namespace, dataset: str = "") -> list[tuple[str, str, list[str]]]:
+    """(model, row label, overrides) for each sweep the command line asks for on ``dataset``."""
     if args.models == ["all"]:
         names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in supervised_models())
+        names += DATASET_PRESETS.get(dataset, ())
         return [(name, *BUDGET_VARIANTS.get(name, (name, []))) for name in names]
     return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]
 
@@ -400,10 +403,16 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         "",
     ]
     missing = missing_cells(ours, classes)
+    if not args.validation:
+        done = set(runs.label[runs.status == "completed"])
+        everything = parse_args(["--models", "all"])
+        missing += [
+            f"- **{label}**: every class" for _, label, _ in planned_runs(everything, dataset) if label not in done
+        ]
     if missing:
         lines += [
-            "Cells still missing (no finished run of that class yet; rerun the command to add them, finished "
-            "runs are kept):",
+            "Cells still missing (no finished run of that class yet; `--models all` or the model's name runs "
+            "them, finished runs are kept):",
             "",
             *missing,
             "",
@@ -419,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     for dataset in args.dataset:
         root = (args.runs / ("validation" if args.validation else "test") / dataset).resolve()
         if not args.table_only:
-            for model, label, overrides in planned_runs(args):
+            for model, label, overrides in planned_runs(args, dataset):
                 run_sweep(model, label, overrides, dataset, args, root)
         print(f"table: {write_table(dataset, args, root)}")
 

@@ -80,7 +80,7 @@ def tinted_fashion(tmp_path_factory):
     [
         ["model=vae", "trainer.epochs=3"],
         ["model=deep_svdd", "trainer.epochs=3"],
-        ["model=anogan", "model.scoring=encoder", "trainer.epochs=3", "model.encoder_epochs=3", "threshold=fixed"],
+        ["model=anogan", "model.scoring=encoder", "trainer.epochs=30", "model.encoder_epochs=10", "threshold=fixed"],
         ["model=transform_classifier", "trainer.epochs=3"],
         ["experiment=natural_images", "trainer.epochs=2"],
     ],

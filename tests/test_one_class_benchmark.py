@@ -24,6 +24,8 @@ def test_all_is_every_model_but_the_supervised_one_and_anogan_on_a_budget(one_cl
         for model, label, overrides in one_class.planned_runs(one_class.parse_args(["--models", "all"]))
     }
     assert set(plan) == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")} - {"cnn_classifier"}
+    args = one_class.parse_args(["--models", "all"])
+    assert {model for model, _, _ in one_class.planned_runs(args, "cifar10")} == set(plan) | {"natural_images"}
     assert plan["knn"] == ("knn", []) and plan["ensemble"] == ("ensemble", [])
     label, overrides = plan["anogan"]
     assert label == "anogan-10_epochs-1000_test_images" and "dataset.max_test=1000" in overrides
@@ -148,6 +150,8 @@ def test_cifar10_table_names_all_ten_classes_and_lists_the_missing_cells(one_cla
         "74.7", "95.7", "78.1", "72.4", "87.8", "87.8", "83.4", "95.5", "93.3", "91.3", "86.0"
     ]  # fmt: skip
     assert sum(line.startswith("| CSI |") for line in lines) == 1
+    assert "- **natural_images**: every class" in lines and "- **vae**: every class" in lines
+    assert not any(line.startswith("- **knn**: every") for line in lines)
 
 
 def test_cifar10_sweeps_run_on_the_jpeg_folders_and_presets_spell_out_the_protocol(one_class, monkeypatch, tmp_path):
