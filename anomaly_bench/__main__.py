@@ -1,3 +1,6 @@
+"""``python -m anomaly_bench``: the ``anomaly-bench`` command. Importing this module runs nothing."""
+
 from anomaly_bench.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

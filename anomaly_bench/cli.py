@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from anomaly_bench.native_stderr import filter_native_logs
 from anomaly_bench.sweep.naming import safe_dirname
 from anomaly_bench.sweep.resume import untouched_job_subdir
 
-USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search")
+USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search", "logger")
 EXIT_BAD_INPUT = 2
 EXIT_JOB_FAILED = 1
 MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
@@ -102,6 +103,8 @@ def check_group_options(overrides: list[str], search_path: Sequence[str] = ()) -
         except Exception:
             continue
         allowed = group_options(group, search_path)
+        # A list selects several options of one group at once (logger=[mlflow,tensorboard]).
+        values = [item for value in values for item in (value if isinstance(value, list) else [value])]
         for value in values:
             if value is not None and str(value) not in allowed and str(value) != "null":
                 raise ConfigError(
@@ -149,7 +152,47 @@ def compose_for_check(overrides: list[str], multirun: bool, search_path: Sequenc
                 return compose(config_name="config", overrides=attempt, return_hydra_config=True), complete
         except Exception as exc:
             error = exc
+    _explain_key_not_in_yaml(error, overrides, multirun, search_path)
     raise ConfigError(_one_line(error)) from None
+
+
+def _explain_key_not_in_yaml(
+    error: Exception, overrides: list[str], multirun: bool, search_path: Sequence[str]
+) -> None:
+    """``dataset.download_timeout=3`` where the option's YAML has no such key: Hydra only says the key
+    is not in struct. Composed with ``+`` instead, the schema names what the group takes, or, for a
+    key its class does take, the ``+`` the user needs."""
+    match = re.search(r"Could not override '([\w.]+)'", _one_line(error))
+    if match is None or "not in struct" not in _one_line(error):
+        return
+    key = match.group(1)
+    added = [f"+{text}" if text.split("=", 1)[0] == key else text for text in overrides]
+    try:
+        cfg, _ = compose_for_check(added, multirun, search_path)
+        if not multirun:
+            from anomaly_bench.config import validate
+
+            validate(task_config(cfg))
+    except ConfigError:
+        raise
+    except Exception:
+        return
+    raise ConfigError(f"{key} is not in the YAML of this option; add it with +{key}=<value>")
+
+
+def check_search_is_a_sweep(cfg: DictConfig) -> None:
+    """A search sweeper (Optuna) runs only under --multirun; without it Hydra would quietly do one plain run."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    search, sweeper = choices.get("hparams_search"), choices.get("hydra/sweeper")
+    if search is not None:
+        raise ConfigError(
+            f"hparams_search={search} is a search over many runs, which Hydra's sweeper does only under "
+            f"--multirun; add -m: anomaly-bench -m hparams_search={search} ..."
+        )
+    if sweeper not in (None, "basic"):
+        raise ConfigError(
+            f"hydra/sweeper={sweeper} sweeps only under --multirun; add -m: anomaly-bench -m hydra/sweeper={sweeper} ..."
+        )
 
 
 def task_config(cfg: DictConfig) -> DictConfig:
@@ -257,12 +300,19 @@ def precheck(argv: list[str]) -> None:
     search_path = user_search_path(args.config_dir, args.overrides)
     check_group_options(args.overrides, search_path)
     cfg, complete = compose_for_check(args.overrides, args.multirun, search_path)
+    if not args.multirun:
+        check_search_is_a_sweep(cfg)
     if complete:
         _existing_before_run = check_output_folder(cfg, args.overrides, args.multirun)
     check_empty_mappings(args.overrides, cfg)
-    if args.multirun:
+    from anomaly_bench.config import check_logger, validate
+
+    if args.multirun:  # jobs validate their own settings; the trackers and the search serve the whole sweep
+        from anomaly_bench.sweep.optuna_checks import check_optuna_settings
+
+        check_logger(OmegaConf.to_container(cfg.logger, resolve=True) if "logger" in cfg else None)
+        check_optuna_settings(cfg, args.overrides)
         return
-    from anomaly_bench.config import validate
 
     validate(task_config(cfg))
 

@@ -8,6 +8,7 @@ with one line naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import math
@@ -18,32 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from anomaly_bench.data.sources import DATASETS, OWN_DATASETS, SOURCES, SPECS
+from anomaly_bench.data.dataset import Dataset
+from anomaly_bench.data.sources import DataSource
+from anomaly_bench.data.split import SplitConfig
 from anomaly_bench.errors import ConfigError, shown
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "mnist"
-    # Class indices, or class names (folder names for dataset=folder / mvtec).
-    normal_classes: list[Any] = field(default_factory=lambda: [0])
-    anomaly_classes: Any = "rest"
-    labelled_anomalies: int = 0
-    val_fraction: float = 0.1
-    val_anomalies: int = 200
-    max_train: int | None = None
-    max_test: int | None = None
-    split_seed: int = 0
-    source: str = "auto"
-    path: str | None = None
-    download_timeout: float = 10.0
-    # [H, W] to resize every image to (null = the data's own size); 1 or 3 channels (null = the data's own).
-    image_size: list[int] | None = None
-    channels: int | None = None
-    # dataset=folder without train/ and test/ subfolders: the stratified share of each class held out for testing.
-    test_fraction: float = 0.2
-    # Unreadable image files: false = refuse with the file's name; true = skip them (listed in metrics.json).
-    skip_unreadable: bool = False
 
 
 @dataclass
@@ -71,13 +50,15 @@ class TrainerConfig:
 class RunSettings:
     """The typed view of a composed config that the pipeline works with."""
 
-    dataset: DatasetConfig
+    dataset: Dataset
     trainer: TrainerConfig
     model: dict
     threshold: dict
     optimized_metric: str = "val_auroc"
     resume: bool = False
     n_reconstructions: int = 8
+    # Trackers by name (logger.mlflow, logger.tensorboard), each with its _target_; empty: run folder only.
+    logger: dict = field(default_factory=dict)
 
 
 TOP_LEVEL_KEYS = {
@@ -89,6 +70,7 @@ TOP_LEVEL_KEYS = {
     "optimized_metric",
     "resume",
     "n_reconstructions",
+    "logger",
     "hydra",
 }
 
@@ -132,11 +114,9 @@ def _check_classes(key: str, value: Any, names: tuple[str, ...] | None) -> list:
     return list(value)
 
 
-def check_dataset(ds: DatasetConfig) -> None:
-    """What can be checked before loading; class lists of a user's own data are checked again after."""
-    if ds.name not in DATASETS:
-        raise ConfigError(f"dataset.name={ds.name!r} is not supported; allowed: {', '.join(DATASETS)}")
-    names = SPECS[ds.name].class_names if ds.name in SPECS else None
+def check_split(ds: SplitConfig, names: tuple[str, ...] | None) -> None:
+    """What can be checked before loading (class ranges where the source knows its classes);
+    class lists of a user's own data are checked again once the data is read."""
     normal = _check_classes("dataset.normal_classes", ds.normal_classes, names)
     if ds.anomaly_classes == "rest":
         if names is not None and len(set(normal)) == len(names):
@@ -168,21 +148,23 @@ def check_dataset(ds: DatasetConfig) -> None:
         raise ConfigError(f"dataset.labelled_anomalies={ds.labelled_anomalies} must be >= 0")
     if ds.split_seed < 0:
         raise ConfigError(f"dataset.split_seed={ds.split_seed} must be a whole number >= 0")
-    if ds.source not in SOURCES:
-        raise ConfigError(f"dataset.source={shown(ds.source)} is not allowed; choose one of: {', '.join(SOURCES)}")
-    if ds.name in OWN_DATASETS and not ds.path:
-        raise ConfigError(f"dataset={ds.name} needs dataset.path=<{OWN_DATASETS[ds.name]}>")
-    if ds.source == "explicit" and not ds.path:
-        raise ConfigError("dataset.source=explicit needs dataset.path=<IDX folder or .npz>")
-    if ds.image_size is not None and (len(ds.image_size) != 2 or any(s < 1 for s in ds.image_size)):
-        raise ConfigError(
-            f"dataset.image_size={list(ds.image_size)} must be [H, W] with two positive sizes, or null "
-            "(the data's own size)"
-        )
-    if ds.channels not in (None, 1, 3):
-        raise ConfigError(f"dataset.channels={ds.channels} must be 1 (grey), 3 (RGB) or null (the data's own)")
-    if not 0.0 < ds.test_fraction < 1.0:
-        raise ConfigError(f"dataset.test_fraction={ds.test_fraction} must be in (0, 1)")
+
+
+SPLIT_KEYS = tuple(f.name for f in dataclasses.fields(SplitConfig))
+
+
+def build_dataset(node: dict) -> Dataset:
+    """The ``dataset`` group: split keys to :class:`SplitConfig`, the rest to the source its ``_target_`` names.
+
+    One group keeps the user's vocabulary (``dataset.normal_classes=[5]``, ``dataset.path=...``);
+    the source class takes only its own keys, so a key no source or split knows is refused here.
+    """
+    split = _typed(SplitConfig, {k: v for k, v in node.items() if k in SPLIT_KEYS}, "dataset")
+    source_node = {k: v for k, v in node.items() if k not in SPLIT_KEYS}
+    resolve_target("dataset", source_node, also_allowed=SPLIT_KEYS, base=DataSource)
+    source = build("dataset", source_node)
+    check_split(split, source.known_classes)
+    return Dataset(source, split)
 
 
 def check_trainer(tr: TrainerConfig) -> None:
@@ -271,22 +253,61 @@ def build(group: str, node: dict):
         raise ConfigError(f"{group}: cannot build {node.get('_target_')}: {cause}") from None
 
 
-def resolve_target(group: str, node: dict) -> type:
-    """Import ``_target_`` and check the group's other keys are parameters it accepts."""
+EXAMPLE_TARGETS = {
+    "dataset": "anomaly_bench.data.sources.mnist.Mnist",
+    "model": "anomaly_bench.models.pca.PCADetector",
+    "threshold": "anomaly_bench.thresholds.TrainMean",
+}
+
+
+def resolve_target(group: str, node: dict, also_allowed: tuple[str, ...] = (), base: type | None = None) -> type:
+    """Import ``_target_`` (a subclass of ``base`` when given) and check the group's other keys are
+    parameters it accepts (``also_allowed``: keys of the group that are not the class's, named in the error)."""
     target = node.get("_target_")
     if not target:
-        raise ConfigError(f"{group}._target_ is missing; it must name a class, e.g. anomaly_bench.thresholds.TrainMean")
+        example = EXAMPLE_TARGETS.get(group, EXAMPLE_TARGETS["threshold"])
+        raise ConfigError(f"{group}._target_ is missing; it must name a class, e.g. {example}")
     cls = _import_class(target)
     if cls is None:
         raise ConfigError(f"{group}._target_={target!r} does not import; it must name an importable class")
+    if base is not None and not issubclass(cls, base):
+        raise ConfigError(
+            f"{group}._target_={target!r} is not a {group} class (a subclass of {base.__module__}.{base.__qualname__})"
+        )
     params = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(k for k in node if k != "_target_" and k not in params)
         if unknown:
-            allowed = ", ".join(k for k in params if k != "self")
+            allowed = ", ".join(k for k in (*params, *also_allowed) if k != "self")
             raise ConfigError(f"{group}.{unknown[0]} is not a setting of {target}; allowed: {allowed}")
     check_setting_types(group, node, cls)
     return cls
+
+
+def check_logger(node: Any) -> dict:
+    """The ``logger`` group: every entry names a tracker class with settings it accepts, checked
+    before training so that a typo never surfaces as a warning after a long run."""
+    from anomaly_bench.tracking.observer import Observer
+
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"logger={shown(node)} must name trackers such as logger=mlflow or logger=[mlflow,tensorboard]"
+        )
+    for name, entry in node.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(
+                f"logger.{name}={shown(entry)} must be a tracker's settings with a _target_ (see conf/logger/)"
+            )
+        cls = resolve_target(f"logger.{name}", entry)
+        if not issubclass(cls, Observer):
+            raise ConfigError(
+                f"logger.{name}._target_={entry['_target_']!r} is not a tracker; it must name a subclass of "
+                "anomaly_bench.tracking.observer.Observer"
+            )
+        build(f"logger.{name}", entry).check_settings()
+    return node
 
 
 def validate(cfg: DictConfig) -> RunSettings:
@@ -301,22 +322,23 @@ def validate(cfg: DictConfig) -> RunSettings:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{getattr(exc, 'full_key', 'config')}: {str(exc).splitlines()[0]}") from None
     check_finite({k: v for k, v in container.items() if k != "hydra"}, "")
-    dataset = _typed(DatasetConfig, container.get("dataset", {}), "dataset")
+    dataset = build_dataset(container.get("dataset") or {})
     trainer = _typed(TrainerConfig, container.get("trainer", {}), "trainer")
-    check_dataset(dataset)
     check_trainer(trainer)
     if (
         trainer.early_stopping.enabled
         and trainer.early_stopping.monitor.startswith("val_")
-        and dataset.val_fraction == 0
+        and dataset.split.val_fraction == 0
     ):
         raise ConfigError(
             f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation images; set dataset.val_fraction > 0"
         )
     model, threshold = container.get("model") or {}, container.get("threshold") or {}
-    # The threshold rule first: it is built without TensorFlow, which importing a model may start.
+    # The threshold rule and the trackers first: they are built without TensorFlow, which importing a
+    # model may start.
     resolve_target("threshold", threshold)
     build("threshold", threshold)
+    logger = check_logger(container.get("logger"))
     resolve_target("model", model)
     metric = container.get("optimized_metric", "val_auroc")
     if metric not in OPTIMIZABLE_METRICS:
@@ -331,6 +353,7 @@ def validate(cfg: DictConfig) -> RunSettings:
         optimized_metric=metric,
         resume=bool(container.get("resume", False)),
         n_reconstructions=int(container.get("n_reconstructions", 8)),
+        logger=logger,
     )
 
 

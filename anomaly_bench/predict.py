@@ -8,20 +8,27 @@ under the run's own threshold. Results go to a new folder, never into the run fo
 nearest normal example, where the model has one).
 
 Exit codes: 0 all scored; 2 bad input (run folder not completed or unknown, a PATH that does
-not exist, nothing found), nothing written; 1 some files unreadable (listed in
-``unreadable.csv``), the rest scored.
+not exist, nothing found, nothing readable, an --out that exists or lies in a run or sweep
+folder), nothing written; 1 some files unreadable (listed in ``unreadable.csv``), the rest
+scored; 130 interrupted (Ctrl-C), nothing written. The --out folder is created exclusively
+before any work (:mod:`anomaly_bench.claim`) and removed again when the command ends without a
+result. Each file is scored once however often it is reached (links, overlapping PATHs);
+non-regular files (FIFOs, devices) are skipped and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import heapq
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -29,12 +36,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 import numpy as np
 
-from anomaly_bench.data.checks import checked_images
-from anomaly_bench.errors import ConfigError
+from anomaly_bench.claim import claim_folder
+from anomaly_bench.data.checks import stored_images
+from anomaly_bench.errors import BadDataError, ConfigError, one_line
 from anomaly_bench.native_stderr import filter_native_logs
 
 PROG = "anomaly-bench-predict"
-EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_UNREADABLE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 NPZ_KEYS = ("x_test", "x", "images")  # which array of an .npz holds the images, in this order
 PREDICTIONS_FILE, FIGURE_FILE, UNREADABLE_FILE = "predictions.csv", "most_anomalous.png", "unreadable.csv"
@@ -54,12 +62,9 @@ class ImageArray:
     key: str | None  # the .npz array, None for IDX
 
     def read(self) -> np.ndarray:
-        if self.key is None:
-            from anomaly_bench.data.readers import read_idx
+        from anomaly_bench.data.readers import read_idx, read_npz_array
 
-            return read_idx(self.path)
-        with np.load(self.path, allow_pickle=False) as npz:
-            return npz[self.key]
+        return read_idx(self.path) if self.key is None else read_npz_array(self.path, self.key)
 
 
 Source = ImageFile | ImageArray
@@ -77,71 +82,102 @@ def _idx_images_in(folder: Path) -> Path | None:
 
 
 def _npz_source(path: Path) -> ImageArray:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.files)
-    except Exception as exc:
-        raise ConfigError(f"{path} is not a readable .npz: {exc}") from None
+    from anomaly_bench.data.readers import npz_keys
+
+    keys = npz_keys(path)
     key = next((k for k in NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
     if key is None:
         raise ConfigError(f"{path} holds arrays {keys}; expected one of {', '.join(NPZ_KEYS)} or a single array")
     return ImageArray(path, key)
 
 
-def _sources_at(path: Path) -> list[Source]:
+@dataclass
+class Found:
+    """What the command line names: image sources in order, each file once, and what was passed over."""
+
+    sources: list[Source] = field(default_factory=list)
+    not_regular: list[str] = field(default_factory=list)  # FIFOs, devices, sockets, broken links
+    repeated: int = 0  # files reached a second time (through links, overlapping PATHs)
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of every file met
+
+    def add(self, path: Path, make) -> None:
+        """Add ``make(path)`` once per file (device, inode); a non-regular file is never opened."""
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a path around a link loop: what it leads to is reached more directly
+                self.repeated += 1
+                return
+            info = os.lstat(path)  # a broken link
+        key = (info.st_dev, info.st_ino)
+        if key in self.seen:
+            self.repeated += stat.S_ISREG(info.st_mode)
+            return
+        self.seen.add(key)
+        if stat.S_ISREG(info.st_mode):
+            self.sources.append(make(path))
+        else:
+            self.not_regular.append(str(path))
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, links to folders not followed (a folder linking to itself ends nowhere)."""
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(root) / name
+
+
+def _add_sources_at(path: Path, found: Found) -> None:
     if path.is_dir():
         idx = _idx_images_in(path)
         if idx is not None:
-            return [ImageArray(idx, None)]
-        return [ImageFile(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            found.add(idx, lambda p: ImageArray(p, None))
+            return
+        for file in _walk(path):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                found.add(file, ImageFile)
+        return
     if path.suffix.lower() == ".npz":
-        return [_npz_source(path)]
-    if "idx3-ubyte" in path.name:
-        return [ImageArray(path, None)]
-    return [ImageFile(path)]  # any other file is tried as an image; an unreadable one is reported
+        found.add(path, _npz_source)
+    elif "idx3-ubyte" in path.name:
+        found.add(path, lambda p: ImageArray(p, None))
+    else:
+        found.add(path, ImageFile)  # any other file is tried as an image; an unreadable one is reported
 
 
-def find_sources(paths: list[str]) -> list[Source]:
-    """Every image source the command line names, in order; ConfigError for a PATH that names nothing."""
-    sources: list[Source] = []
+def find_sources(paths: list[str]) -> Found:
+    """Every image source the command line names, in order, each file once; ConfigError for a PATH
+    that names nothing. Non-regular files (a FIFO named x.png would block the reader) are skipped."""
+    found = Found()
     for arg in paths:
         path = Path(arg)
-        if path.exists():
-            sources += _sources_at(path)
+        if os.path.lexists(path):
+            _add_sources_at(path, found)
         elif GLOB_CHARS & set(arg):
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
                 raise ConfigError(f"{arg} matches no file")
             for match in matches:
-                sources += _sources_at(Path(match))
+                _add_sources_at(Path(match), found)
         else:
             raise ConfigError(f"{arg} does not exist")
-    if not sources:
+    if not found.sources:
+        skipped = f" ({len(found.not_regular)} non-regular files skipped)" if found.not_regular else ""
         raise ConfigError(
-            f"no images found in {' '.join(paths)} (image files: {', '.join(sorted(IMAGE_SUFFIXES))}; "
+            f"no images found in {' '.join(paths)}{skipped} (image files: {', '.join(sorted(IMAGE_SUFFIXES))}; "
             "also .npz and IDX folders)"
         )
-    return sources
+    return found
 
 
 # ----------------------------------------------------------------------------- reading images
-def stored_images(array: np.ndarray, where: str) -> np.ndarray:
-    """An array of images held to the same standard as the data a run trains on (uint8 N x H x W x C);
-    an RGBA array loses its alpha channel, which carries no image content here."""
-    array = np.asarray(array)
-    if array.ndim == 4 and array.shape[-1] == 4:
-        array = array[..., :3]
-    return checked_images(array, where)[0]
-
-
 def batches(
     sources: list[Source], trained, batch_size: int, unreadable: list[tuple[str, str]]
 ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
     """(source names, indices, uint8 images in the run's shape) of at most ``batch_size`` images at a time."""
-    from PIL import Image
-
     from anomaly_bench.data.folders import UNREADABLE
-    from anomaly_bench.data.images import conform, from_pil
+    from anomaly_bench.data.images import conform, from_pil, open_image
 
     height, width, channels = trained.image_shape
     names: list[str] = []
@@ -157,7 +193,7 @@ def batches(
     for source in sources:
         if isinstance(source, ImageFile):
             try:  # decoded, converted and resized exactly as a folder dataset's files are for training
-                with Image.open(source.path) as picture:
+                with open_image(source.path) as picture:
                     image = from_pil(picture, (height, width), channels)
             except UNREADABLE as exc:
                 unreadable.append((str(source.path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
@@ -169,7 +205,11 @@ def batches(
                 yield flush()
             continue
         where = f"{source.path}" + (f" [{source.key}]" if source.key else "")
-        array = stored_images(source.read(), where)  # the whole array: one value range decides the scaling
+        try:  # the whole array: one value range decides the scaling
+            array = stored_images(source.read(), where)
+        except BadDataError as exc:
+            unreadable.append((where, one_line(exc)))
+            continue
         for start in range(0, len(array), batch_size):
             chunk = conform(array[start : start + batch_size], (height, width), channels)
             for i, image in enumerate(chunk):
@@ -183,27 +223,15 @@ def batches(
 
 
 # ----------------------------------------------------------------------------- outputs
+#: A run folder's name starts with its own time stamp (``15-04-17-784340_mnist-conv_ae-n0``).
+RUN_STAMP = re.compile(r"^\d{2}-\d{2}-\d{2}(-\d+)?_")
+
+
 def default_out_dir(run_dir: Path) -> Path:
+    """``outputs/predictions/<date>/<time>_<run label>``: one time stamp, this prediction's (the run's own is dropped)."""
     stamp = datetime.now()
-    return (
-        Path("outputs")
-        / "predictions"
-        / stamp.strftime("%Y-%m-%d")
-        / (f"{stamp.strftime('%H-%M-%S-%f')}_{run_dir.resolve().name}")
-    )
-
-
-def check_out_dir(out: Path, run_dir: Path) -> None:
-    resolved, run = out.resolve(), run_dir.resolve()
-    if resolved == run or run in resolved.parents:
-        raise ConfigError(
-            f"--out {out} is inside the run folder {run_dir}; a finished run is never modified, "
-            "choose a folder elsewhere"
-        )
-    if (out / PREDICTIONS_FILE).exists():
-        raise ConfigError(f"--out {out} already holds {PREDICTIONS_FILE}; choose a new folder")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder")
+    label = RUN_STAMP.sub("", run_dir.resolve().name) or "run"
+    return Path("outputs") / "predictions" / stamp.strftime("%Y-%m-%d") / f"{stamp.strftime('%H-%M-%S-%f')}_{label}"
 
 
 def most_anomalous_figure(top: list[tuple[float, str, np.ndarray]], trained, path: Path) -> None:
@@ -249,23 +277,40 @@ def most_anomalous_figure(top: list[tuple[float, str, np.ndarray]], trained, pat
 
 # ----------------------------------------------------------------------------- the command
 def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int = 256, top: int = 8) -> int:
-    """Score every image PATHS name with the run's detector; return the exit code (see module docstring)."""
+    """Score every image PATHS name with the run's detector; return the exit code (see module docstring).
+    Whatever stops it (bad input, an error, Ctrl-C) removes the --out folder it claimed."""
+    if batch_size < 1 or top < 0:
+        raise ConfigError(f"--batch-size={batch_size} must be >= 1 and --top={top} >= 0")
+    found = find_sources(paths)  # cheap: a bad PATH fails before the model loads
+    # Claimed before any work: a second predict with the same --out stops here, and no run or
+    # sweep folder (nor anything inside one) is ever written into.
+    claim = claim_folder("--out", out if out is not None else default_out_dir(run_dir))
+    try:
+        code = _score_into(claim.path, run_dir, found, batch_size, top)
+    except BaseException:
+        claim.release()
+        raise
+    return code
+
+
+def _score_into(out: Path, run_dir: Path, found: Found, batch_size: int, top: int) -> int:
     import pandas as pd
 
     from anomaly_bench.trained import load_detector
 
-    if batch_size < 1 or top < 0:
-        raise ConfigError(f"--batch-size={batch_size} must be >= 1 and --top={top} >= 0")
-    sources = find_sources(paths)  # cheap: a bad PATH fails before the model loads
-    out = out if out is not None else default_out_dir(run_dir)
-    check_out_dir(out, run_dir)
     trained = load_detector(run_dir)
     _log(
         f"detector: {trained.name} from {run_dir}, images {'x'.join(map(str, trained.image_shape))}, "
         f"threshold {trained.threshold:.6g} ({trained.threshold_rule})"
     )
+    sources = found.sources
     n_files = sum(isinstance(s, ImageFile) for s in sources)
-    _log(f"found {n_files} image files and {len(sources) - n_files} image arrays in {len(paths)} path(s)")
+    passed_over = [
+        f"{len(found.not_regular)} non-regular files skipped" if found.not_regular else "",
+        f"{found.repeated} files reached twice scored once" if found.repeated else "",
+    ]
+    extra = "; ".join(p for p in passed_over if p)
+    _log(f"found {n_files} image files and {len(sources) - n_files} image arrays" + (f" ({extra})" if extra else ""))
 
     unreadable: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -290,12 +335,11 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
         _log(f"scored {done} images, {flagged_so_far} flagged")
 
     seconds = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    table = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["source", "index", "score", "flagged"])
-    )
+    for name, error in unreadable:
+        print(f"{PROG}: unreadable: {name}: {error}", file=sys.stderr)
+    if not done:
+        raise ConfigError(f"none of the {len(sources)} image sources could be read (each is listed above)")
+    table = pd.concat(frames, ignore_index=True)
     table["threshold"], table["rule"] = trained.threshold, trained.threshold_rule
     table.to_csv(out / PREDICTIONS_FILE, index=False)
     if best:
@@ -303,8 +347,6 @@ def predict(run_dir: Path, paths: list[str], out: Path | None, batch_size: int =
         most_anomalous_figure([(score, name, image) for score, _, name, image in ranked], trained, out / FIGURE_FILE)
     if unreadable:
         pd.DataFrame(unreadable, columns=["source", "error"]).to_csv(out / UNREADABLE_FILE, index=False)
-        for name, error in unreadable:
-            print(f"{PROG}: unreadable: {name}: {error}", file=sys.stderr)
     rate = f", {done / seconds:.1f} images/s" if done and seconds > 0 else ""
     _log(
         f"done: {done} images scored in {seconds:.2f} s{rate}, {flagged_so_far} flagged, "
@@ -350,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"{PROG}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written (the --out folder was removed)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

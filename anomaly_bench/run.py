@@ -15,7 +15,7 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,22 @@ from anomaly_bench import backend, plots
 from anomaly_bench.config import RunSettings, validate
 from anomaly_bench.config import build as _instantiate
 from anomaly_bench.console import held_progress
-from anomaly_bench.data import RawDataset, Splits, load_raw, make_splits
+from anomaly_bench.data import RawDataset, Splits
 from anomaly_bench.data.validation import validation_metrics
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
-from anomaly_bench.run_folder import HYDRA_CONFIG_FILE, SCORES_FILE, RunFolder, config_snapshot, write_detector_file
+from anomaly_bench.run_folder import (
+    HYDRA_CONFIG_FILE,
+    METRICS_FILE,
+    SCORES_FILE,
+    RunFolder,
+    config_snapshot,
+    write_detector_file,
+)
 from anomaly_bench.threads import limit_threads, threads_for_job
 from anomaly_bench.thresholds import ScoreSets, ThresholdRule
+from anomaly_bench.tracking.observer import RunStarted, Trackers
 from anomaly_bench.trained import detector_facts
 
 log = logging.getLogger("anomaly_bench")
@@ -87,44 +95,23 @@ def prepare(cfg: DictConfig) -> Prepared:
     """
     settings = validate(cfg)
     rule: ThresholdRule = _instantiate("threshold", settings.threshold)
-    if rule.needs_validation and settings.dataset.val_fraction == 0:
+    if rule.needs_validation and settings.dataset.split.val_fraction == 0:
         raise ConfigError(f"threshold={rule.name} needs validation images; set dataset.val_fraction > 0")
     settings.trainer.threads = limit_threads(threads_for_job(settings.trainer.threads))
     seed_everything(settings.trainer.seed, settings.trainer.deterministic)
     detector = _instantiate("model", settings.model)
-    if detector.supervision == "supervised" and settings.dataset.labelled_anomalies == 0:
+    if detector.supervision == "supervised" and settings.dataset.split.labelled_anomalies == 0:
         raise ConfigError(
             f"dataset.labelled_anomalies=0 but model={detector.name} is supervised and trains on "
             "labelled anomalies; set dataset.labelled_anomalies to a count > 0 (article 001: 10)"
         )
-    if detector.needs_validation and settings.dataset.val_fraction == 0:
+    if detector.needs_validation and settings.dataset.split.val_fraction == 0:
         raise ConfigError(
             f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
             "set dataset.val_fraction > 0 (default 0.1)"
         )
     detector.check_settings()
-    ds = settings.dataset
-    raw = load_raw(
-        ds.name,
-        ds.source,
-        ds.path,
-        ds.download_timeout,
-        image_size=ds.image_size,
-        channels=ds.channels,
-        test_fraction=ds.test_fraction,
-        split_seed=ds.split_seed,
-        skip_unreadable=ds.skip_unreadable,
-    )
-    splits = make_splits(
-        raw,
-        ds.normal_classes,
-        ds.anomaly_classes,
-        ds.val_fraction,
-        ds.max_train,
-        ds.max_test,
-        ds.labelled_anomalies,
-        ds.split_seed,
-    )
+    raw, splits = settings.dataset.load()
     detector.check_shape(raw.image_shape)  # its settings were checked before loading
     detector.check_data(splits)
     _check_validation_size(settings, rule, detector, splits)
@@ -138,10 +125,10 @@ def _check_validation_size(settings: RunSettings, rule: ThresholdRule, detector,
     es = settings.trainer.early_stopping
     users = [f"threshold={rule.name}"] * rule.needs_validation + [f"model={detector.name}"] * detector.needs_validation
     users += ["trainer.early_stopping"] * (es.enabled and es.monitor.startswith("val_"))
-    if users and settings.dataset.val_fraction > 0:
+    if users and settings.dataset.split.val_fraction > 0:
         n = len(splits.train) - int(splits.train.labels.sum())
         raise ConfigError(
-            f"dataset.val_fraction={settings.dataset.val_fraction} of {n} normal training images rounds "
+            f"dataset.val_fraction={settings.dataset.split.val_fraction} of {n} normal training images rounds "
             f"to 0 validation images, but {' and '.join(users)} needs them; raise dataset.val_fraction "
             "or dataset.max_train"
         )
@@ -213,7 +200,7 @@ def write_artifacts(
         for kind, pick in zip(("normal", "anomaly"), picks):
             if len(pick):
                 rows.append((f"{kind}: original", test.subset(pick).x))
-                rows.append((f"{kind}: reconstruction", recon[start : start + len(pick)]))
+                rows.append((f"{kind}: {detector.reconstruction_label}", recon[start : start + len(pick)]))
             start += len(pick)
         plots.reconstructions(rows, folder / "reconstructions.png", title)
         written.append("reconstructions.png")
@@ -229,8 +216,8 @@ def write_artifacts(
                 threshold,
                 rule,
                 saved,
-                settings.dataset.image_size,
-                settings.dataset.channels,
+                settings.dataset.source.image_size,
+                settings.dataset.source.channels,
             ),
         )
     ]
@@ -243,7 +230,12 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     ``output_dir`` defaults to the Hydra run folder; pass one when calling through the
     compose API. Raises ConfigError (nothing written) for bad input; any later failure is
     recorded as ``status: failed`` with ``error.txt`` and re-raised.
+
+    The trackers of the ``logger`` group hear of each event after the run folder has recorded
+    it (started, every epoch, artifacts, completed or failed); they never change the outcome.
     """
+    from anomaly_bench.models.keras_training import epoch_listener
+
     started = time.perf_counter()
     with held_progress():
         log.info("stage config: validating")
@@ -268,31 +260,37 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     if not (folder.path / HYDRA_CONFIG_FILE).exists():
         (folder.path / HYDRA_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, folder.path / HYDRA_CONFIG_FILE)
+    trackers = Trackers.from_config(settings.logger)
     handler = _attach_run_log(folder.path)
-    folder.start(
-        {
-            "dataset": settings.dataset.name,
-            "model": detector.name,
-            "normal_classes": splits.normal_classes,
-            "anomaly_classes": splits.anomaly_classes,
-            "seed": settings.trainer.seed,
-            "threads": settings.trainer.threads,
-            "backend": backend.name(),
-            "device": backend.device(),
-            "data_source": raw.source,
-            "data_location": raw.location,
-            "test_split": raw.test_split,
-            **counts,
-            "data": data_facts(raw, splits),
-            "versions": _versions(),
-            "config": config_snapshot(cfg),
-        }
-    )
+    facts: dict[str, Any] = {
+        "dataset": settings.dataset.name,
+        "model": detector.name,
+        "normal_classes": splits.normal_classes,
+        "anomaly_classes": splits.anomaly_classes,
+        "seed": settings.trainer.seed,
+        "threads": settings.trainer.threads,
+        "backend": backend.name(),
+        "device": backend.device(),
+        "data_source": raw.source,
+        "data_location": raw.location,
+        "test_split": raw.test_split,
+        **counts,
+        "data": data_facts(raw, splits),
+        "versions": _versions(),
+        "config": config_snapshot(cfg),
+    }
+    folder.start(facts)
+    trackers.run_started(RunStarted(folder.path.resolve(), facts["config"], facts))
     try:
-        log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
+        if detector.trains_by_epochs:
+            log.info("stage fit: %s for up to %d epochs", detector.name, settings.trainer.epochs)
+        else:
+            unused = ", ".join(detector.unused_settings)
+            log.info("stage fit: %s in one pass, not by epochs (%s do not apply)", detector.name, unused)
         t0 = time.perf_counter()
         detector.run_dir = folder.path
-        fit = detector.fit(TrainingData.of(splits), settings.trainer)
+        with epoch_listener(trackers.epoch_ended):
+            fit = detector.fit(TrainingData.of(splits), settings.trainer)
         t_fit = time.perf_counter() - t0
 
         log.info("stage score: %d test images", counts["n_test"])
@@ -308,7 +306,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         threshold = rule(score_sets)
         flagged = test_scores > threshold
         metrics = {
-            **validation_metrics(detector, raw, splits, settings.dataset, score_sets.val),
+            **validation_metrics(detector, raw, splits, settings.dataset.split, score_sets.val),
             **ranking_metrics(splits.test.labels, test_scores),
             "threshold": threshold,
             **rule.describe(),
@@ -332,11 +330,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         result = folder.complete(metrics)
     except BaseException as exc:
         folder.fail(exc)
+        trackers.run_failed(folder.metrics, exc)
+        _detach_run_log(handler)
         raise
+    try:
+        trackers.artifacts_written(folder.path, [*result["artifacts"], METRICS_FILE])
+        trackers.run_completed(result)
     finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+        _detach_run_log(handler)
     auroc = result["auroc"]
     log.info(
         "done: auroc %s, f1 %.4f, threshold %.5g (%s) -> %s",
@@ -361,3 +362,9 @@ def _attach_run_log(folder: Path) -> logging.Handler | None:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
+
+
+def _detach_run_log(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

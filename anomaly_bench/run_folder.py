@@ -54,10 +54,15 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def read_metrics(folder: Path) -> dict | None:
+    """The folder's metrics.json as an object, or None when it is missing, unreadable or not an object.
+
+    For the folder's own protocol (start, resume, record a failure); a folder someone else made
+    is read with :func:`anomaly_bench.run_files.read_run_metrics`, which names what is wrong."""
     try:
-        return json.loads((folder / METRICS_FILE).read_text())
-    except (OSError, ValueError):
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 class RunFolder:
@@ -122,8 +127,9 @@ STATUSES = (COMPLETED, FAILED, RUNNING)
 SCORES_FILE = "scores.csv"
 DETECTOR_FILE = "detector.json"
 HYDRA_CONFIG_FILE = os.path.join(".hydra", "config.yaml")
-#: Config keys that cannot change a result: left out of the snapshot recorded in metrics.json.
-NOT_RESULT_KEYS = ("resume", "hydra")
+#: Config keys that cannot change a result (where it is tracked included): left out of the snapshot
+#: recorded in metrics.json, so a sweep resumed with another logger still finds its results.
+NOT_RESULT_KEYS = ("resume", "logger", "hydra")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -156,10 +162,3 @@ def write_detector_file(folder: Path, facts: dict) -> str:
     files, threshold and its rule, preprocessing), written when the model files are."""
     write_json(Path(folder) / DETECTOR_FILE, facts)
     return DETECTOR_FILE
-
-
-def read_detector_file(folder: Path) -> dict | None:
-    try:
-        return json.loads((Path(folder) / DETECTOR_FILE).read_text())
-    except (OSError, ValueError):
-        return None

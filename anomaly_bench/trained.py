@@ -4,25 +4,26 @@ At the end of a run, ``detector.json`` records what the folder's model files nee
 a detector again: the model config (``_target_`` and settings), the image shape the model
 was trained on, how pixels were scaled, and the threshold with its rule. :func:`load_detector`
 rebuilds the detector from that config, checks it with that image shape and calls its
-``load(folder)``. A run folder may come from someone else, so every ``_target_`` in the saved
-config must name a detector class of this package or a scikit-learn estimator before anything
-is built: a config is otherwise a way to call any function.
+``load(folder)``. A run folder may come from someone else, so detector.json is read through
+its schema (:mod:`anomaly_bench.run_files`): every ``_target_`` in the saved config must be one
+of the package's declared detector classes, compared as a string before anything is imported
+or built: a config is otherwise a way to call any function.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from anomaly_bench.data.checks import stored_images
 from anomaly_bench.data.images import conform, to_float
-from anomaly_bench.errors import ConfigError
-from anomaly_bench.run_folder import COMPLETED, DETECTOR_FILE, read_detector_file, read_metrics
+from anomaly_bench.errors import ConfigError, shown
+from anomaly_bench.run_files import FORMAT_VERSION, read_detector_file, read_run_metrics
+from anomaly_bench.run_folder import COMPLETED, DETECTOR_FILE, METRICS_FILE
 
-FORMAT_VERSION = 1
 SCALING = "x / 255 -> float32 in [0, 1]"
 RESIZE = "Pillow bilinear to image_size; grey <-> RGB by Pillow's conversion"
 
@@ -65,8 +66,13 @@ def detector_facts(
 
 @dataclass
 class TrainedDetector:
-    """A detector restored from a run folder. ``score`` takes images in the run's shape and scale
-    (float32 in [0, 1]); ``prepare`` brings uint8 images of any size and 1 or 3 channels there."""
+    """A detector restored from a run folder.
+
+    ``prepare`` takes what ``anomaly-bench-predict`` takes from an array: N x H x W or
+    N x H x W x C (C = 1, 3 or 4, alpha dropped), uint8, integers 0-255 or floats in [0, 1] or
+    [0, 255], any size, and returns float32 images in the run's shape and scale. ``score`` takes
+    the same (float32 [0, 1] images already in the run's shape are used as they are), so an
+    unprepared uint8 array is never scored as if 255 were 1."""
 
     detector: Any
     run_dir: Path
@@ -80,18 +86,26 @@ class TrainedDetector:
         return self.detector.name
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """uint8 N x H x W x C (C = 1 or 3) -> float32 N x h x w x c of the run, scaled as in training."""
+        """Images as predict reads them -> float32 N x h x w x c of the run, scaled as in training."""
         height, width, channels = self.image_shape
-        return to_float(conform(images, (height, width), channels))
+        return to_float(conform(stored_images(images, "images"), (height, width), channels))
+
+    def _ready(self, images: np.ndarray) -> bool:
+        """Already prepared: floats in the run's shape, every value in [0, 1]."""
+        return (
+            images.dtype.kind == "f"
+            and images.shape[1:] == self.image_shape
+            and images.size > 0
+            and bool(np.all(np.isfinite(images)))
+            and float(images.min()) >= 0.0
+            and float(images.max()) <= 1.0
+        )
 
     def score(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if images.shape[1:] != self.image_shape:
-            raise ValueError(
-                f"images have shape {images.shape[1:]}, the run's model takes {self.image_shape}; "
-                "use prepare() on uint8 images first"
-            )
-        return np.asarray(self.detector.score(images), dtype=np.float64)
+        """Anomaly scores (higher = more anomalous); images not yet in the run's form go through prepare()."""
+        images = np.asarray(images)
+        ready = images.astype(np.float32, copy=False) if self._ready(images) else self.prepare(images)
+        return np.asarray(self.detector.score(ready), dtype=np.float64)
 
     def flag(self, scores: np.ndarray) -> np.ndarray:
         """True where the run's threshold rule calls an image anomalous (score strictly above it)."""
@@ -102,82 +116,50 @@ class TrainedDetector:
         return self.detector.reconstruct(np.asarray(images, dtype=np.float32))
 
 
-def _check_targets(node: Any, where: str) -> None:
-    """Every ``_target_`` must be a Detector subclass or a scikit-learn estimator class."""
-    from sklearn.base import BaseEstimator
-
-    from anomaly_bench.models.base import Detector
-
-    if isinstance(node, list):
-        for i, item in enumerate(node):
-            _check_targets(item, f"{where}[{i}]")
-        return
-    if not isinstance(node, dict):
-        return
-    target = node.get("_target_")
-    if target is not None:
-        module_name, _, attribute = str(target).rpartition(".")
-        allowed = module_name.startswith(("anomaly_bench.", "sklearn."))
-        cls = None
-        if allowed:
-            try:
-                cls = getattr(importlib.import_module(module_name), attribute, None)
-            except ImportError:
-                cls = None
-        if not (isinstance(cls, type) and (issubclass(cls, Detector) or issubclass(cls, BaseEstimator))):
-            raise ConfigError(
-                f"{where}._target_={target!r} is not a detector of anomaly_bench or a scikit-learn "
-                "estimator; refusing to build it from a run folder"
-            )
-    for key, value in node.items():
-        _check_targets(value, f"{where}.{key}")
-
-
 def load_detector(run_dir: str | Path) -> TrainedDetector:
-    """The trained detector of a completed run folder. Raises ConfigError (one line) for a folder
-    that is not a completed run, was written before detector.json existed, or names unknown classes."""
+    """The trained detector of a completed run folder. Raises ConfigError (one line naming the file
+    and the field) for a folder that is not a completed run, a detector.json that breaks its schema
+    (anomaly_bench.run_files), a ``_target_`` outside the package's detectors, or unreadable model files."""
     from anomaly_bench.config import build
 
     folder = Path(run_dir)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder; give a run folder (one holding metrics.json)")
-    metrics = read_metrics(folder)
-    if metrics is None:
+    if not (folder / METRICS_FILE).exists():
         raise ConfigError(f"{folder} holds no readable metrics.json; it is not a run folder")
-    status = metrics.get("status")
+    status = read_run_metrics(folder)["status"]
     if status != COMPLETED:
         raise ConfigError(f"{folder}: status is {status!r}, not {COMPLETED!r}; only a completed run is a detector")
-    facts = read_detector_file(folder)
-    if facts is None:
-        raise ConfigError(
-            f"{folder} has no readable {DETECTOR_FILE} (runs made before it existed cannot be "
-            "reloaded); run the experiment again"
-        )
-    if facts.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(
-            f"{folder / DETECTOR_FILE}: format_version {facts.get('format_version')!r} is not "
-            f"{FORMAT_VERSION}; this anomaly-bench cannot read it"
-        )
-    model_config = facts["model"]
-    _check_targets(model_config, "model")
+    saved = read_detector_file(folder)  # every _target_ checked as a string: nothing imported yet
     try:
-        detector = build("model", model_config)
+        detector = build("model", saved.model)
     except ConfigError as exc:
         raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
-    height, width, channels = (int(s) for s in facts["preprocessing"]["image_shape"])
-    image_shape = (height, width, channels)
     # The run's own check sequence: settings alone, then against the image shape (builds the network).
-    detector.check(image_shape)
+    try:
+        detector.check(saved.image_shape)
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
     try:
         detector.load(folder)
-    except (OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except Exception as exc:
         raise ConfigError(
-            f"{folder}: the saved {detector.name} model cannot be read: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{folder}: the saved {detector.name} model cannot be read: {model_file_problem(exc)}"
         ) from None
-    threshold = facts["threshold"]
-    return TrainedDetector(
-        detector, folder, float(threshold["value"]), str(threshold.get("threshold_rule")), image_shape, facts
-    )
+    return TrainedDetector(detector, folder, saved.threshold, saved.threshold_rule, saved.image_shape, saved.facts)
+
+
+def model_file_problem(exc: BaseException) -> str:
+    """What is wrong with a saved model file, in words: Keras reports a truncated .keras zip as
+    "File not found", which would send the reader looking for a file that is there."""
+    import zipfile
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    chain = [exc, exc.__cause__, exc.__context__]
+    if any(isinstance(e, (zipfile.BadZipFile, EOFError)) for e in chain) or "zip" in text.lower():
+        return "the file is truncated or not a saved model (not a complete zip archive)"
+    if isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == 2):
+        return f"a model file is missing ({getattr(exc, 'filename', None) or text})"
+    return f"{type(exc).__name__}: {shown(text, 160, quote=False)}"

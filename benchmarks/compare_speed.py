@@ -156,7 +156,7 @@ def main() -> None:
         t0 = time.perf_counter()
         sweep = generate(root, args.runs)
         print(f"generated {args.runs} run folders in {time.perf_counter() - t0:.1f} s under {sweep}")
-        report = root / "report.html"
+        report = root / "report.html"  # compare never overwrites a file: each html case writes its own
         cases = [
             ("md, one row per run", [str(sweep)]),
             ("md, --group-by model.name (per-class table)", [str(sweep), "--group-by", "model.name"]),
@@ -168,7 +168,7 @@ def main() -> None:
             ("html, one row per run (best 20 ROC curves)", [str(sweep), "--format", "html", "--out", str(report)]),
             (
                 "html, --group-by model.name (ROC of all runs averaged per model)",
-                [str(sweep), "--group-by", "model.name", "--format", "html", "--out", str(report)],
+                [str(sweep), "--group-by", "model.name", "--format", "html", "--out", str(root / "report_groups.html")],
             ),
         ]
         rows, load = [], os.getloadavg()[0]
@@ -176,7 +176,7 @@ def main() -> None:
             wall, cpu, code = timed(argv)
             rows.append((name, wall, cpu, code))
             print(f"{wall:6.2f} s wall  {cpu:6.2f} s cpu  exit {code}  {name}")
-        size_mb = report.stat().st_size / 1e6
+        size_mb = (root / "report_groups.html").stat().st_size / 1e6
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -39,7 +39,7 @@ BLOCK = 1024
 
 
 def tune(dataset: str, data_folder: Path, families: list[str]) -> pd.DataFrame:
-    raw = load_raw(dataset, "explicit", str(validation_data(dataset, data_folder)))
+    raw = load_raw(dataset, source="explicit", path=str(validation_data(dataset, data_folder)))
     rows = []
     for normal in CLASSES:
         started = time.perf_counter()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,14 @@ CONF_DIR = REPO / "conf"
 os.environ.setdefault("ANOMALY_BENCH_DATA", str((REPO / ".." / "shared" / "data").resolve()))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DATA_ROOT = Path(os.environ["ANOMALY_BENCH_DATA"])
+# Decoded-image caches of test runs go to a folder of this session, never the user's ~/.cache;
+# matplotlib's font cache, which lives there too, stays the user's (a fresh one is slow and logs).
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="anomaly-bench-test-cache-"))
+(USER_CACHE / "matplotlib").mkdir(parents=True, exist_ok=True)
+(TEST_CACHE / "matplotlib").symlink_to(USER_CACHE / "matplotlib", target_is_directory=True)
+os.environ["XDG_CACHE_HOME"] = str(TEST_CACHE)
+atexit.register(shutil.rmtree, TEST_CACHE, ignore_errors=True)
 
 # Small enough for a 2-core CI machine, large enough that a model visibly learns.
 TINY = ["dataset.max_train=300", "dataset.max_test=300", "trainer.epochs=1", "trainer.batch_size=64"]

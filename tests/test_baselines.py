@@ -14,6 +14,7 @@ from conftest import compose_config, needs_mnist
 from hydra.utils import instantiate
 
 from anomaly_bench.errors import ConfigError
+from anomaly_bench.models.base import EPOCH_SETTINGS
 from anomaly_bench.models.knn import nearest_distances
 from anomaly_bench.models.transform_classifier import (
     MAX_TRANSFORMS,
@@ -272,6 +273,35 @@ def test_cli_exits_2_for_a_bad_k(tmp_path):
     assert not list((tmp_path / "out").rglob("metrics.json"))
 
 
+# ---- what a detector trains with -------------------------------------------------------------
+
+GAN_OWN = ("trainer.optimizer", "trainer.learning_rate", "trainer.early_stopping")
+
+
+@pytest.mark.parametrize(
+    "overrides, by_epochs, unused",
+    [
+        (["model=pca"], False, EPOCH_SETTINGS),
+        (["model=knn"], False, EPOCH_SETTINGS),
+        (["model=knn", "model.features=encoder"], True, ()),
+        (["model=ocsvm"], False, EPOCH_SETTINGS),
+        (["model=conv_ae"], True, ()),
+        (["model=anogan"], True, GAN_OWN),
+        (["model=ensemble"], True, ()),
+        (
+            ["model=ensemble", "~model.members.transform_classifier", "+model@model.members.pca=pca"],
+            False,
+            EPOCH_SETTINGS,
+        ),
+        (["model=ensemble", "~model.members.transform_classifier", "+model@model.members.gan=anogan"], True, GAN_OWN),
+    ],
+)
+def test_detectors_say_whether_they_train_by_epochs(overrides, by_epochs, unused):
+    detector = instantiate(compose_config(overrides).model, _convert_="all")
+    assert detector.trains_by_epochs is by_epochs and detector.unused_settings == unused
+    assert detector.describe()["unused_settings"] == list(unused)
+
+
 # ---- tiny real runs --------------------------------------------------------------------------
 
 
@@ -290,6 +320,10 @@ def test_pca_tiny_run(tmp_path):
     metrics = run(compose_config(["model=pca", "model.n_components=16"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["pca.npz", "reconstructions.png"], 0.98)
     assert metrics["n_components_fitted"] == 16 and metrics["parameters_file"] == "pca.npz"
+    assert metrics["unused_settings"] == list(EPOCH_SETTINGS)
+    log = (tmp_path / "run.log").read_text()
+    assert "stage fit: pca in one pass, not by epochs (trainer.epochs, trainer.batch_size" in log
+    assert "for up to" not in log
 
 
 @needs_mnist
@@ -305,6 +339,7 @@ def test_knn_encoder_tiny_run(tmp_path):
     metrics = run(compose_config(["model=knn", "model.features=encoder", "trainer.epochs=2"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["knn_reference.npz", "model.keras", "history.csv"], 0.9)
     assert metrics["feature_dim"] == 4 * 4 * 8
+    assert "stage fit: knn for up to 2 epochs" in (tmp_path / "run.log").read_text()
     keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
 
 

@@ -78,6 +78,8 @@ BAD_INPUTS = [
     (["trainer.batch_size=-1"], "trainer.batch_size=-1 must be a positive integer"),
     (["model._target_=nowhere.Model"], "model._target_='nowhere.Model' does not import"),
     (["trainer.epoch=3"], "trainer.epoch"),
+    (["hparams_search=pca_optuna"], "only under --multirun; add -m: anomaly-bench -m hparams_search=pca_optuna"),
+    (["hydra/sweeper=optuna"], "hydra/sweeper=optuna sweeps only under --multirun; add -m"),
 ]
 
 

@@ -230,6 +230,35 @@ def test_a_key_varying_within_one_model_name_is_kept(tmp_path, capsys):
     assert list(table["model.code_l1"]) == [0.0, 1e-6, 0.0]
 
 
+EPOCH_SETTINGS = ["trainer.epochs", "trainer.batch_size", "trainer.learning_rate", "trainer.early_stopping"]
+
+
+def test_settings_a_detector_does_not_use_are_no_difference(tmp_path, capsys):
+    """PCA and knn declare the epoch settings unused: their trainer.epochs is no column, and where
+    trained runs differ in it, their cells say so and grouping them mixes nothing."""
+    for name, epochs in (("pca", 20), ("knn", 5)):
+        write_run(
+            tmp_path / name, config_with(model__name=name, trainer__epochs=epochs), unused_settings=EPOCH_SETTINGS
+        )
+    write_run(tmp_path / "conv_ae", config_with(model__name="conv_ae", trainer__epochs=2), unused_settings=[])
+    table = csv_table([tmp_path], capsys)
+    assert list(table.columns[:3]) == ["run", "model.name", "status"]
+    write_run(tmp_path / "conv_ae_long", config_with(model__name="conv_ae", trainer__epochs=9), unused_settings=[])
+    write_run(tmp_path / "pca_2", config_with(model__name="pca", trainer__epochs=1), unused_settings=EPOCH_SETTINGS)
+    table = csv_table([tmp_path], capsys).set_index("run")
+    assert table["trainer.epochs"].to_dict() == {
+        "conv_ae": "2",
+        "conv_ae_long": "9",
+        "knn": "not used",
+        "pca": "not used",
+        "pca_2": "not used",
+    }
+    code, out, err = run_cli([tmp_path, "--group-by", "model.name", "--format", "csv"], capsys)
+    assert code == 0 and "mixed settings" in out and err.count("warning") == 1
+    mixed = pd.read_csv(StringIO(out)).set_index("model.name")["mixed settings"]
+    assert mixed["conv_ae"] == "trainer.epochs" and pd.isna(mixed["pca"])
+
+
 def test_metrics_option_selects_dotted_metrics(sweep, capsys):
     table = csv_table([sweep, "--metrics", "auroc,timings.fit"], capsys)
     assert list(table.columns) == ["run", "model.name", "trainer.seed", "status", "auroc", "timings.fit", "duration_s"]
@@ -387,8 +416,9 @@ def test_html_limits_curves_bars_and_thumbnails(sweep, tmp_path, capsys):
     assert "the best 2 of 3 runs by auroc, recomputed from scores.csv" in text
     assert "showing the first 1 of 3 runs in table order (--max-thumbnails)" in text
     assert text.count('src="data:image/png;base64,') == 2 + 1
-    run_cli([sweep, "--group-by", "model.name", "--format", "html", "--out", target, "--max-curves", "2"], capsys)
-    assert "3 runs, recomputed from each run&#x27;s scores.csv; one curve per group" in target.read_text()
+    grouped = tmp_path / "grouped.html"  # a file is never overwritten
+    run_cli([sweep, "--group-by", "model.name", "--format", "html", "--out", grouped, "--max-curves", "2"], capsys)
+    assert "3 runs, recomputed from each run&#x27;s scores.csv; one curve per group" in grouped.read_text()
 
 
 def test_html_escapes_folder_names_and_config_values(tmp_path, capsys):
@@ -624,16 +654,19 @@ def test_a_hostile_folder_is_corrupt_and_the_good_runs_still_print(sweep, tmp_pa
         assert "unreadable (RecursionError" in text
 
 
-def test_out_inside_a_folder_being_read_is_refused(sweep, capsys):
+def test_out_inside_a_folder_being_read_is_refused(sweep, tmp_path, capsys):
     result = sweep / "0_model=deep_ae,seed=0" / "metrics.json"
     before = result.read_bytes()
-    for out in (result, result.parent / "report.md", sweep / "2_model=conv_ae,seed=0"):
-        code, _stdout, err = run_cli([sweep, "--out", out], capsys)
-        assert code == 2 and err.startswith("anomaly-bench-compare: error: --out ") and "inside" in err
-        assert len(err.splitlines()) == 1
     (sweep / "summary.csv").write_text("job,status\n")
-    code, _, err = run_cli([sweep, "--out", sweep / "summary.csv"], capsys)
-    assert code == 2 and "would replace the sweep's own summary.csv" in err
+    for out in (result, result.parent / "report.md", sweep / "2_model=conv_ae,seed=0", sweep / "summary.csv"):
+        code, _stdout, err = run_cli([sweep, "--out", out], capsys)
+        assert code == 2 and err.startswith("anomaly-bench-compare: error: --out ") and " lies in " in err, err
+        assert len(err.splitlines()) == 1
+    code, _, err = run_cli([sweep, "--out", sweep / "report.md"], capsys)  # a sweep folder is a result too
+    assert code == 2 and "a sweep folder" in err
     assert result.read_bytes() == before and not (result.parent / "report.md").exists()
-    code, _, _ = run_cli([sweep, "--out", sweep / "report.md"], capsys)  # beside the runs is fine
-    assert code == 0 and (sweep / "report.md").is_file()
+    assert (sweep / "summary.csv").read_text() == "job,status\n" and not (sweep / "report.md").exists()
+    code, _, _ = run_cli([sweep, "--out", tmp_path / "report.md"], capsys)
+    assert code == 0 and (tmp_path / "report.md").is_file()
+    code, _, err = run_cli([sweep, "--out", tmp_path / "report.md"], capsys)  # claimed: never overwritten
+    assert code == 2 and "exists" in err

@@ -53,7 +53,7 @@ def test_article_presets_carry_article_settings():
     sparse = validate(compose_config(["experiment=article000_sparse_ae"]))
     assert sparse.model["code_l1"] == 1e-6
     a3 = validate(compose_config(["experiment=article003_digits1to9_vs_0"]))
-    assert a3.dataset.normal_classes == list(range(1, 10)) and a3.dataset.anomaly_classes == [0]
+    assert a3.dataset.split.normal_classes == list(range(1, 10)) and a3.dataset.split.anomaly_classes == [0]
     assert a3.model["score"] == "mae" and a3.threshold["k"] == 1.0
     assert a3.model["encoder"][0]["units"] == 128
 
@@ -70,7 +70,7 @@ def test_overrides_reach_the_settings():
             ]
         )
     )
-    assert (s.dataset.name, s.dataset.normal_classes, s.trainer.epochs, s.threshold["q"]) == (
+    assert (s.dataset.name, s.dataset.split.normal_classes, s.trainer.epochs, s.threshold["q"]) == (
         "fashion_mnist",
         [5],
         3,

@@ -60,7 +60,7 @@ def overrides_for(case: str) -> list[str]:
 def rebuilt_test_images(run_dir, index: np.ndarray) -> np.ndarray:
     """The run's test images rebuilt from the dataset it used, as uint8 N x H x W x C."""
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    raw = load_raw(metrics["dataset"], "auto", None, 10.0)
+    raw = load_raw(metrics["dataset"])
     images = raw.x_test[index]
     return images[..., None] if images.ndim == 3 else images
 

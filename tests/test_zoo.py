@@ -138,10 +138,14 @@ def test_article_presets_sweep_models_that_each_compose_with_the_preset(preset, 
         settings = validate(cfg)
         instantiate(cfg.model, _convert_="all").check((28, 28, 1))
         if preset.startswith("article001"):
-            assert (settings.dataset.normal_classes, settings.dataset.labelled_anomalies) == ([1], 10)
+            assert (settings.dataset.split.normal_classes, settings.dataset.split.labelled_anomalies) == ([1], 10)
             assert (settings.trainer.epochs, settings.trainer.batch_size, cfg.threshold.name) == (20, 32, "train_mean")
         else:
-            assert (settings.dataset.name, settings.dataset.normal_classes, settings.dataset.anomaly_classes) == (
+            assert (
+                settings.dataset.name,
+                settings.dataset.split.normal_classes,
+                settings.dataset.split.anomaly_classes,
+            ) == (
                 "fashion_mnist",
                 [5],
                 [7],
@@ -213,7 +217,7 @@ ZOO = [
 
 
 def load_test_images(index: np.ndarray) -> np.ndarray:
-    raw = load_raw("mnist", "auto", None, 10.0)
+    raw = load_raw("mnist")
     return to_float(raw.x_test[index])
 
 

@@ -1,8 +1,8 @@
 """The ``anomaly-bench-compare`` command: run folders in, one table or report out.
 
 Exit codes: 0 when a table was written (problem folders are listed, never fatal), 1 when no
-run folder was found or none matched the filters, 2 for a bad option value or an --out inside a
-run folder being read (one line).
+run folder was found or none matched the filters, 2 for a bad option value or an --out that exists
+or lies in a run or sweep folder (one line; see anomaly_bench.claim).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from anomaly_bench.claim import claim_file
 from anomaly_bench.compare.discover import discover
 from anomaly_bench.compare.formats import Comparison, Problem, to_csv, to_json, to_markdown
 from anomaly_bench.compare.load import load_run
@@ -33,7 +34,7 @@ from anomaly_bench.compare.table import (
     run_table,
     sort_table,
 )
-from anomaly_bench.errors import ConfigError
+from anomaly_bench.errors import ConfigError, one_line
 
 PROG = "anomaly-bench-compare"
 FORMATS = ("md", "csv", "json", "html")
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count(1),
         default=20,
         metavar="N",
-        help="html: at most N ROC curves and bars; more runs are averaged per group or cut to the best N (default 20)",
+        help="html: at most N ROC curves and AUROC dots; more runs are averaged per group or cut to the best N (default 20)",
     )
     parser.add_argument(
         "--max-thumbnails",
@@ -135,7 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="html: histogram thumbnails of the first N runs in table order, 0 = all (default 200)",
     )
+    parser.add_argument(
+        "--to-mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="instead of a table, log the completed run folders into MLflow (URI, else $MLFLOW_TRACKING_URI, "
+        "else sqlite:///outputs/mlflow.db); a folder already logged is not logged again. Put it after the "
+        "paths or write --to-mlflow=URI",
+    )
     return parser
+
+
+def to_mlflow(args: argparse.Namespace) -> int:
+    """``--to-mlflow``: past results into MLflow; exit 1 when the store cannot be reached or no run was found."""
+    from mlflow.exceptions import MlflowException
+
+    from anomaly_bench.tracking.export import export
+    from anomaly_bench.tracking.mlflow_tracker import tracking_uri
+
+    uri = tracking_uri(args.to_mlflow or None, "outputs")
+    try:
+        done = export(args.paths, uri)
+    except (OSError, MlflowException) as exc:  # unreachable server, unwritable store
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_NOTHING_FOUND
+    for record in done.not_completed:
+        _warn(f"{record.status}: {record.path}: {record.problem}")
+    print(f"{PROG}: {done.describe(uri)}", file=sys.stderr)
+    return 0 if done.logged or done.already else EXIT_NOTHING_FOUND
 
 
 def _warn(message: str) -> None:
@@ -182,32 +211,10 @@ def _title(n_runs: int, n_done: int, args: argparse.Namespace, per_class: bool, 
     return title
 
 
-SWEEP_FILES = ("summary.csv", "multirun.yaml")  # what a sweep folder holds beside its run folders
-
-
-def check_out_outside(out: Path, runs: list[Path], roots: list[str]) -> None:
-    """Compare never writes into what it reads: --out may not lie in a run folder, nor replace a sweep's files."""
-    target = Path(os.path.realpath(out))
-    for folder in runs:
-        real = Path(os.path.realpath(folder))
-        if target == real or real in target.parents:
-            raise ConfigError(
-                f"--out {out} lies inside {folder}, a run folder being compared; compare never "
-                "writes into what it reads: choose a file outside the run folders"
-            )
-    if target.name in SWEEP_FILES and target.exists():
-        for root in roots:
-            real = Path(os.path.realpath(root))
-            if target.parent == real or real in target.parents:
-                raise ConfigError(f"--out {out} would replace the sweep's own {target.name}; choose another file")
-
-
 def compare(args: argparse.Namespace) -> str:
     """Everything between argv and the rendered output; raises ConfigError or NothingFound."""
     filters = parse_filters(args.filter)
     found = discover(args.paths)
-    if args.out is not None:
-        check_out_outside(args.out, found.runs, args.paths)
     foreign = [Problem(path, "foreign", reason) for path, reason in found.foreign]
     if not found.runs:
         for problem in foreign:
@@ -268,14 +275,27 @@ def compare(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    claim = None
     try:
+        if args.to_mlflow is not None:  # writes no file: nothing to claim
+            return to_mlflow(args)
+        # Claimed before any work: two commands never write one file, and a result is never written into.
+        claim = claim_file("--out", args.out) if args.out is not None else None
         text = compare(args)
     except ConfigError as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except NothingFound as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     # Folder names that are not UTF-8 come back as their original bytes, whatever the locale.
     data = text.encode("utf-8", "surrogateescape")
     if args.out is None:
@@ -289,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.out.write_bytes(data)
     except OSError as exc:
+        if claim is not None:
+            claim.release()
         print(f"{PROG}: error: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     print(f"{PROG}: wrote {args.out}", file=sys.stderr)

@@ -18,6 +18,9 @@ from anomaly_bench.run_folder import HYDRA_CONFIG_FILE as HYDRA_CONFIG
 from anomaly_bench.run_folder import METRICS_FILE
 
 GLOB_CHARS = set("*?[")
+#: MLflow's local artifact stores (beside a SQLite store in outputs/): copies of run folders' files,
+#: never run folders of their own; skipped on the way down, read only when named.
+TRACKER_STORES = ("mlartifacts", "mlruns")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -59,7 +62,7 @@ def _walk(root: str, found: Discovery, seen: set[str]) -> int:
                 seen.add(key)
                 found.runs.append(Path(current))
             continue
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".") and d not in TRACKER_STORES), key=natural_key)
         if not dirs and current != root:
             found.foreign.append((Path(current), "not a run folder (no metrics.json or .hydra/config.yaml)"))
             hits += 1

@@ -68,7 +68,7 @@ def display(table: pd.DataFrame, percent: bool = False) -> pd.DataFrame:
             shown[column] = [_number(v, decimals) for v in values]
         else:
             shown[column] = ["" if v is None else str(v) for v in values]
-    return pd.DataFrame(shown, columns=list(shown))
+    return pd.DataFrame(shown, columns=list(shown), dtype=object)  # object: see table.run_table
 
 
 def _md_cell(text: str) -> str:

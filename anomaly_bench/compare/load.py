@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from anomaly_bench.compare.discover import HYDRA_CONFIG, METRICS_FILE
+from anomaly_bench.run_files import MAX_FILE_BYTES
 from anomaly_bench.run_folder import ERROR_FILE, STATUSES, flatten
 
 # What a completed metrics.json must hold for its row to mean anything.
@@ -64,8 +65,16 @@ def _read_config(folder: Path) -> tuple[dict, str | None]:
     if not os.path.isfile(path):
         return {}, None
     try:
-        with open(path, encoding="utf-8") as handle:
-            tree = yaml.load(handle, Loader=_LOADER)
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            return {}, f".hydra/config.yaml is larger than {MAX_FILE_BYTES // 2**20} MB; not a file Hydra writes"
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+        if "*" in text and "&" in text and _has_alias(text):
+            return (
+                {},
+                ".hydra/config.yaml uses YAML aliases; not a file Hydra writes (aliases can multiply a file's size)",
+            )
+        tree = yaml.load(text, Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return {}, f".hydra/config.yaml unreadable ({type(exc).__name__})"
     if not isinstance(tree, dict):
@@ -73,10 +82,17 @@ def _read_config(folder: Path) -> tuple[dict, str | None]:
     return flatten(tree), None
 
 
+def _has_alias(text: str) -> bool:
+    """True when the YAML holds an alias (``*name``); only called when the text holds both ``&`` and ``*``."""
+    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=_LOADER))
+
+
 def _read_metrics(folder: Path) -> tuple[dict | None, str | None]:
     path = os.path.join(folder, METRICS_FILE)
     if not os.path.isfile(path):
         return None, None
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        return None, f"metrics.json is larger than {MAX_FILE_BYTES // 2**20} MB; not a file anomaly-bench writes"
     try:
         with open(path, encoding="utf-8") as handle:
             metrics = json.load(handle)

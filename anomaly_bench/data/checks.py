@@ -75,6 +75,15 @@ def checked_images(images: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     )
 
 
+def stored_images(array: np.ndarray, where: str) -> np.ndarray:
+    """New images (to score) held to the training standard: uint8 N x H x W x C; an RGBA array loses
+    its alpha channel, which carries no image content here."""
+    array = np.asarray(array)
+    if array.ndim == 4 and array.shape[-1] == 4:
+        array = array[..., :3]
+    return checked_images(array, where)[0]
+
+
 def checked_labels(labels: np.ndarray, n_images: int, where: str, n_classes: int | None = None) -> np.ndarray:
     """int64 class index per image."""
     labels = np.asarray(labels)
@@ -95,6 +104,23 @@ def checked_labels(labels: np.ndarray, n_images: int, where: str, n_classes: int
             f"{where}: labels range {labels.min()}-{labels.max()}; this dataset has classes 0-{n_classes - 1}"
         )
     return labels.astype(np.int64)
+
+
+def implied_class_names(labels: dict[str, np.ndarray], where: dict[str, str]) -> list[str]:
+    """Class names for checked labels that come without any ("0", "1", ... up to the largest label).
+
+    The list's length comes from a number inside the file, so it is bounded by the data: the
+    largest label must be below the number of labels (a label of 2**40 in a 20-image file would
+    otherwise ask for a list of 2**40 names)."""
+    total = len(labels["y_train"]) + len(labels["y_test"])
+    largest = max(int(labels[k].max()) if len(labels[k]) else -1 for k in ("y_train", "y_test"))
+    if largest >= total:
+        key = "y_train" if len(labels["y_train"]) and int(labels["y_train"].max()) == largest else "y_test"
+        raise BadDataError(
+            f"{where[key]}: label {largest} with {total} labels in all; without class names, labels are class "
+            f"indices 0-{total - 1} at most (add a class_names array to name the classes)"
+        )
+    return [str(c) for c in range(largest + 1)]
 
 
 def checked_dataset(

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -45,10 +46,25 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def load_restricted(path: Path):
+    """Unpickle from the file's bytes in memory: a length inside the pickle (BINBYTES8 of 2**60)
+    then reads at most what the file holds instead of asking the file reader for that many bytes."""
     try:
         with open(path, "rb") as fh:
-            return RestrictedUnpickler(fh, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            return RestrictedUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
+    except OSError as exc:
+        raise BadDataError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        RecursionError,
+        OverflowError,
+    ) as exc:
         raise BadDataError(f"{path}: not a CIFAR-10 Python batch ({type(exc).__name__}: {exc})") from None
 
 
@@ -85,24 +101,32 @@ def _binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return to_images(records[:, 1:], str(path)), records[:, 0].astype(np.int64)
 
 
+BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
+
+
 def folder_format(folder: Path) -> str | None:
-    """'python' or 'binary' when ``folder`` holds a complete set of batches, else None."""
-    names = (*TRAIN_BATCHES, TEST_BATCH)
-    if all((folder / n).is_file() for n in names):
-        return "python"
-    if all((folder / f"{n}.bin").is_file() for n in names):
-        return "binary"
-    return None
+    """'python' or 'binary' when ``folder`` holds any batch of that format (the format with more
+    batches wins), else None; :func:`read_cifar_folder` then names a missing batch."""
+    python = sum((folder / n).is_file() for n in BATCHES)
+    binary = sum((folder / f"{n}.bin").is_file() for n in BATCHES)
+    if not python and not binary:
+        return None
+    return "python" if python >= binary else "binary"
 
 
 def _class_names(folder: Path, fmt: str) -> list[str]:
     if fmt == "binary":
         meta = folder / "batches.meta.txt"
-        names = [line.strip() for line in meta.read_text().splitlines() if line.strip()] if meta.is_file() else []
+        text = meta.read_bytes()[:4096].decode("utf-8", "replace") if meta.is_file() else ""
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         meta = folder / "batches.meta"
         raw = _get(load_restricted(meta), "label_names", meta) if meta.is_file() else []
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        names = (
+            [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in raw]
+            if isinstance(raw, list)
+            else []
+        )
     return names if len(names) == len(CLASS_NAMES) else list(CLASS_NAMES)
 
 
@@ -110,8 +134,14 @@ def read_cifar_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, st
     """Arrays x_train, y_train, x_test, y_test, where each came from, and the class names."""
     fmt = folder_format(folder)
     if fmt is None:
-        raise FileNotFoundError(f"{folder} holds no complete set of CIFAR-10 batches")
+        raise FileNotFoundError(f"{folder} holds no CIFAR-10 batches")
     read, suffix = (_python_batch, "") if fmt == "python" else (_binary_batch, ".bin")
+    missing = [f"{n}{suffix}" for n in BATCHES if not (folder / f"{n}{suffix}").is_file()]
+    if missing:
+        raise BadDataError(
+            f"{folder}: CIFAR-10 batches folder lacks {', '.join(missing)} (it needs "
+            f"{', '.join(n + suffix for n in BATCHES)})"
+        )
     train = [read(folder / f"{name}{suffix}") for name in TRAIN_BATCHES]
     x_test, y_test = read(folder / f"{TEST_BATCH}{suffix}")
     arrays = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from anomaly_bench.data.images import from_pil
+from anomaly_bench.data.images import from_pil, open_image
 from anomaly_bench.errors import BadDataError
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,12 @@ def list_mvtec(root: Path) -> Listing:
         )
     if not test:
         raise BadDataError(f"{root / 'test'}: holds no good/ or defect folders; it must be {what}")
+    if MVTEC_NORMAL not in test or len(test) < 2:
+        lacking = f"a {MVTEC_NORMAL}/ folder" if MVTEC_NORMAL not in test else "a defect folder"
+        raise BadDataError(
+            f"{root / 'test'}: lacks {lacking}; scoring needs normal ({MVTEC_NORMAL}/) and defective "
+            f"(test/<defect type>/) images, it must be {what}"
+        )
     names = sorted(set(train) | set(test), key=class_sort_key)
     files, classes = {}, {}
     for part, per_class in (("train", train), ("test", test)):
@@ -157,7 +163,7 @@ def list_mvtec(root: Path) -> Listing:
 
 
 def _open_header(path: Path) -> tuple[tuple[int, int], str]:
-    with Image.open(path) as image:
+    with open_image(path) as image:
         return (image.height, image.width), image.mode
 
 
@@ -197,7 +203,7 @@ def decode_all(
             if not keep[i]:
                 continue
             try:
-                with Image.open(path) as image:
+                with open_image(path) as image:
                     out[i] = from_pil(image, size, target_channels)
             except UNREADABLE as exc:
                 _unreadable(path, exc, skip_unreadable, listing)

@@ -9,14 +9,41 @@ and a later prediction on new images see exactly the same preprocessing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+log = logging.getLogger(__name__)
+
 CHANNELS = (1, 3)
 #: Pillow's resampling filter for every resize (antialiased when shrinking).
 RESAMPLE = Image.Resampling.BILINEAR
+
+
+@contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` without Pillow's raw DecompressionBombWarning: an image above Pillow's pixel
+    limit is named in one log line and decoded; above twice the limit Pillow raises
+    DecompressionBombError, and the file counts as unreadable like any other."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    with image:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.width * image.height > limit:
+            log.warning(
+                "%s: %dx%d pixels is above Pillow's %d-pixel limit; decoded anyway",
+                path,
+                image.width,
+                image.height,
+                limit,
+            )
+        yield image
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

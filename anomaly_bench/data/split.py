@@ -2,7 +2,8 @@
 
 Label convention everywhere: 1 = anomaly (the positive class), 0 = normal. ``classes``
 keeps the original class index (into ``Splits.class_names``) so results can be broken down
-per class. Classes are named in the config by index or by name (``[trouser]``, ``[good]``).
+per class. Classes are named in the config by index or by name (``[trouser]``, ``[good]``);
+:func:`class_indices` states the rule when a name is a number.
 """
 
 from __future__ import annotations
@@ -13,8 +14,24 @@ from typing import Any
 import numpy as np
 
 from anomaly_bench.data.images import to_float
-from anomaly_bench.data.sources import RawDataset
+from anomaly_bench.data.sources.base import RawDataset
 from anomaly_bench.errors import ConfigError
+
+
+@dataclass
+class SplitConfig:
+    """The split settings of every dataset (the keys of ``dataset`` that are not its source's own):
+    which classes are normal and anomalous, and how train / validation / test are drawn."""
+
+    # Class indices, or class names (folder names for dataset=folder / mvtec).
+    normal_classes: list[Any] = field(default_factory=lambda: [0])
+    anomaly_classes: Any = "rest"
+    labelled_anomalies: int = 0
+    val_fraction: float = 0.1
+    val_anomalies: int = 200
+    max_train: int | None = None
+    max_test: int | None = None
+    split_seed: int = 0
 
 
 @dataclass
@@ -72,18 +89,32 @@ class Splits:
 
 
 def class_indices(key: str, values: list[Any], class_names: list[str]) -> list[int]:
-    """Class indices for a config list of indices (0 .. n-1) or names (as in ``class_names``)."""
+    """Class indices for a config list of classes, by one rule (the same for every dataset):
+
+    1. a value whose text is a class name is that class (``2`` and ``'2'`` both name folder ``2``);
+    2. otherwise an integer is an index (0 .. n-1) into ``class_names``, unless some class name
+       is a number: then numbers name classes only, so ``[1]`` can never mean folder ``10``.
+
+    Hydra reads ``[2]`` as an integer, so folder names that are numbers must win over indices;
+    for MNIST (classes "0".."9") index and name agree, and run folder names (``-n2``), error
+    messages and metrics.json all speak of the same class."""
     n, indices = len(class_names), []
+    position = {name: i for i, name in enumerate(class_names)}
+    numbers_are_names = any(name.isdigit() for name in class_names) and class_names != [str(c) for c in range(n)]
     for value in values:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n:
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if (is_int or isinstance(value, str)) and str(value) in position:
+            indices.append(position[str(value)])
+        elif is_int and not numbers_are_names and 0 <= value < n:
             indices.append(value)
-        elif isinstance(value, str) and value in class_names:
-            indices.append(class_names.index(value))
         else:
             shown = ", ".join(class_names[:20]) + (", ..." if n > 20 else "")
-            raise ConfigError(
-                f"{key}={list(values)} contains {value!r}; this dataset's classes are 0-{n - 1} or by name: {shown}"
+            allowed = (
+                f"this dataset's classes are named {shown} (numbers name classes here, they are not indices)"
+                if numbers_are_names
+                else f"this dataset's classes are 0-{n - 1} or by name: {shown}"
             )
+            raise ConfigError(f"{key}={list(values)} contains {value!r}; {allowed}")
     if len(set(indices)) != len(indices):
         raise ConfigError(f"{key}={list(values)} lists a class twice")
     return sorted(indices)

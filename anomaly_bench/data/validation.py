@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from anomaly_bench.data.sources import RawDataset
+from anomaly_bench.data.sources.base import RawDataset
 from anomaly_bench.data.split import Split, Splits, _to_split, stratified_subsample
 from anomaly_bench.metrics import ranking_metrics
 

@@ -39,7 +39,7 @@ from anomaly_bench.models.anogan_networks import (
 )
 from anomaly_bench.models.base import Detector, FitResult, TrainingData
 from anomaly_bench.models.checks import integer, integers, one_of
-from anomaly_bench.models.keras_training import MODEL_FILE, EpochLogger, load_keras_model
+from anomaly_bench.models.keras_training import MODEL_FILE, callbacks, load_keras_model
 from anomaly_bench.models.latent_search import BatchedLatentSearch
 from anomaly_bench.models.train_steps import compiled
 
@@ -96,6 +96,11 @@ class AnoGANDetector(Detector):
     and ``beta_1`` (DCGAN practice); from ``trainer`` it takes epochs, batch_size and seed."""
 
     reconstruction_label = "nearest generated image"
+
+    @property
+    def unused_settings(self) -> tuple[str, ...]:
+        """The GAN's own Adam settings (and no early stopping) replace the trainer's."""
+        return ("trainer.optimizer", "trainer.learning_rate", "trainer.early_stopping")
 
     def __init__(
         self,
@@ -194,7 +199,7 @@ class AnoGANDetector(Detector):
             d_optimizer=keras.optimizers.Adam(self.d_learning_rate, beta_1=self.beta_1),
             g_optimizer=keras.optimizers.Adam(self.g_learning_rate, beta_1=self.beta_1),
         )
-        callbacks: list[keras.callbacks.Callback] = [EpochLogger(trainer.epochs)]
+        extra: list[keras.callbacks.Callback] = []
         if self.run_dir is not None:
             z = (
                 np.random.default_rng(trainer.seed)
@@ -204,9 +209,15 @@ class AnoGANDetector(Detector):
             self.progress = GANProgress(
                 Path(self.run_dir), trainer.epochs, self.sample_every, self.checkpoint_every, z, self.sample_grid
             )
-            callbacks.append(self.progress)
+            extra.append(self.progress)
+        # No early stopping: the GAN's losses say little about when its generator is good.
         history = self.gan.fit(
-            x, epochs=trainer.epochs, batch_size=trainer.batch_size, shuffle=True, verbose=0, callbacks=callbacks
+            x,
+            epochs=trainer.epochs,
+            batch_size=trainer.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks(trainer.epochs, extra=extra),
         )
         table = pd.DataFrame(history.history)
         table.insert(0, "epoch", np.arange(1, len(table) + 1))
@@ -232,7 +243,7 @@ class AnoGANDetector(Detector):
             batch_size=batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[EpochLogger(self.encoder_epochs, "encoder epoch")],
+            callbacks=callbacks(self.encoder_epochs, "encoder epoch"),
         )
         table = pd.DataFrame(history.history)
         table.insert(0, "epoch", np.arange(1, len(table) + 1))

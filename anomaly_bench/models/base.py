@@ -25,6 +25,15 @@ import pandas as pd
 from anomaly_bench.config import TrainerConfig
 from anomaly_bench.data.split import Split, Splits
 
+#: The trainer settings that only epoch-by-epoch training reads (config keys; a key names its subtree).
+EPOCH_SETTINGS = (
+    "trainer.epochs",
+    "trainer.batch_size",
+    "trainer.optimizer",
+    "trainer.learning_rate",
+    "trainer.early_stopping",
+)
+
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -60,6 +69,10 @@ class Detector(ABC):
     needs_validation: bool = False
     #: What :meth:`reconstruct` returns, in words (figure labels).
     reconstruction_label: str = "reconstruction"
+    #: False for detectors fitted in one pass (PCA, nearest neighbours, scikit-learn estimators):
+    #: they have no epochs, so the run log does not promise any and the trainer's epoch settings
+    #: (:data:`EPOCH_SETTINGS`) have no effect on them.
+    trains_by_epochs: bool = True
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -105,6 +118,12 @@ class Detector(ABC):
         """Model-specific figures (latent plots, sample grids); return the file names written."""
         return []
 
+    @property
+    def unused_settings(self) -> tuple[str, ...]:
+        """Config keys this detector never reads. Recorded in metrics.json, so that comparisons do not
+        present a setting that changed nothing (trainer.epochs of a PCA run) as a difference."""
+        return () if self.trains_by_epochs else EPOCH_SETTINGS
+
     def describe(self) -> dict:
         """Facts about the model for metrics.json (parameter count, supervision, ...)."""
-        return {"supervision": self.supervision}
+        return {"supervision": self.supervision, "unused_settings": list(self.unused_settings)}

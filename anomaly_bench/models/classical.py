@@ -38,6 +38,8 @@ NOT_ITERATIVE = "scikit-learn estimator: fitted in one call, no per-epoch losses
 class PixelDetector(Detector):
     """Anomaly score = -decision_function of a scikit-learn outlier detector on (PCA-reduced) pixels."""
 
+    trains_by_epochs = False  # one call to the estimator's fit
+
     def __init__(self, name: str, estimator, pca_components: int | None = None) -> None:
         super().__init__(name)
         self.estimator, self.pca_components = estimator, pca_components

@@ -78,6 +78,19 @@ class ScoreEnsemble(Detector):
         kinds = {m.supervision for m in self.members.values() if isinstance(m, Detector)}
         return "supervised" if "supervised" in kinds else "unsupervised"
 
+    @property
+    def trains_by_epochs(self) -> bool:  # type: ignore[override]
+        return any(m.trains_by_epochs for m in self._detectors())
+
+    @property
+    def unused_settings(self) -> tuple[str, ...]:
+        """What no member reads: a setting that one member trains with changes the ensemble."""
+        members = [m.unused_settings for m in self._detectors()]
+        return tuple(s for s in members[0] if all(s in other for other in members[1:])) if members else ()
+
+    def _detectors(self) -> list[Detector]:
+        return [m for m in self.members.values() if isinstance(m, Detector)]
+
     def check_settings(self) -> None:
         if len(self.members) < 2:
             raise ConfigError(

@@ -1,9 +1,17 @@
-"""Shared Keras plumbing: layers from config, optimizer, early stopping, one log line per epoch, saving."""
+"""Shared Keras plumbing: layers from config, optimizer, the callbacks of every fit, saving.
+
+:func:`callbacks` is the one list every Keras model trains with (AnoGAN and its encoder
+included): a log line per epoch, early stopping where it applies, and the announcement of each
+epoch's logged values to whoever listens (the pipeline's trackers, see :func:`epoch_listener`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import keras
@@ -11,7 +19,7 @@ import numpy as np
 import pandas as pd
 from keras import layers
 
-from anomaly_bench.config import TrainerConfig
+from anomaly_bench.config import EarlyStoppingConfig, TrainerConfig
 from anomaly_bench.errors import ConfigError
 from anomaly_bench.models.base import Detector
 
@@ -99,10 +107,43 @@ def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
         ) from None
 
 
-def callbacks(trainer: TrainerConfig, has_validation: bool) -> list[keras.callbacks.Callback]:
-    result: list[keras.callbacks.Callback] = [EpochLogger(trainer.epochs)]
-    es = trainer.early_stopping
-    if es.enabled and (has_validation or not es.monitor.startswith("val_")):
+EpochListener = Callable[[int, dict[str, float]], None]
+_listeners: ContextVar[tuple[EpochListener, ...]] = ContextVar("epoch_listeners", default=())
+
+
+@contextmanager
+def epoch_listener(listener: EpochListener) -> Iterator[None]:
+    """Within the block, every fit of every model (nested ones included) calls ``listener(epoch, logs)``
+    after each epoch, with the 1-based epoch and every value Keras logged."""
+    token = _listeners.set((*_listeners.get(), listener))
+    try:
+        yield
+    finally:
+        _listeners.reset(token)
+
+
+class EpochAnnouncer(keras.callbacks.Callback):
+    """Hands each epoch's logged values to the listeners of :func:`epoch_listener`."""
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        values = {key: float(value) for key, value in (logs or {}).items()}
+        for listener in _listeners.get():
+            listener(epoch + 1, values)
+
+
+def callbacks(
+    epochs: int,
+    label: str = "epoch",
+    early_stopping: EarlyStoppingConfig | None = None,
+    has_validation: bool = False,
+    extra: Sequence[keras.callbacks.Callback] = (),
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a fit: log line, announcement of the epoch, the model's ``extra`` ones and
+    early stopping (``trainer.early_stopping``, for the models that use it; a ``val_`` monitor
+    needs validation data)."""
+    result: list[keras.callbacks.Callback] = [EpochLogger(epochs, label), EpochAnnouncer(), *extra]
+    es = early_stopping
+    if es is not None and es.enabled and (has_validation or not es.monitor.startswith("val_")):
         result.append(
             keras.callbacks.EarlyStopping(
                 monitor=es.monitor,
@@ -135,7 +176,7 @@ def fit_model(
         shuffle=True,
         class_weight=class_weight,
         verbose=0,
-        callbacks=callbacks(trainer, has_val),
+        callbacks=callbacks(trainer.epochs, early_stopping=trainer.early_stopping, has_validation=has_val),
     )
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))

@@ -78,6 +78,11 @@ class KNNDetector(Detector):
         self.reference: np.ndarray | None = None
         self.reference_norms: np.ndarray | None = None
 
+    @property
+    def trains_by_epochs(self) -> bool:  # type: ignore[override]
+        """Only the autoencoder of ``features: encoder`` trains; on pixels the training images are the model."""
+        return self.features == "encoder"
+
     def check_settings(self) -> None:
         integer("k", self.k, must="a positive number of neighbours (at most the training images)")
         one_of("features", self.features, FEATURES)

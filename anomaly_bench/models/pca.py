@@ -26,6 +26,8 @@ PARAMETERS_FILE = "pca.npz"
 class PCADetector(Detector):
     """Anomaly score = per-image summed squared error after projecting onto the principal subspace."""
 
+    trains_by_epochs = False  # one SVD
+
     def __init__(self, name: str, n_components: int | float) -> None:
         super().__init__(name)
         self.n_components = n_components

