@@ -31,6 +31,7 @@ from anomaly_bench.errors import ConfigError
 from anomaly_bench.metrics import decision_metrics, flagged_rate_by_class, ranking_metrics
 from anomaly_bench.models.base import Detector, TrainingData
 from anomaly_bench.run_folder import (
+    DETECTOR_KEY,
     HYDRA_CONFIG_FILE,
     METRICS_FILE,
     SCORES_FILE,
@@ -110,10 +111,9 @@ def prepare(cfg: DictConfig) -> Prepared:
             f"dataset.val_fraction=0 but model={detector.name} needs validation images; "
             "set dataset.val_fraction > 0 (default 0.1)"
         )
-    detector.check_settings()
+    detector.check()  # its settings alone: bad ones fail before any data is read
     raw, splits = settings.dataset.load()
-    detector.check_shape(raw.image_shape)  # its settings were checked before loading
-    detector.check_data(splits)
+    detector.check(raw.image_shape, splits)  # the same entry point, now with the data's shape and size
     _check_validation_size(settings, rule, detector, splits)
     return Prepared(settings, rule, detector, raw, splits)
 
@@ -312,8 +312,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             **rule.describe(),
             **decision_metrics(splits.test.labels, flagged),
             "flagged_rate_by_class": flagged_rate_by_class(splits.test.classes, flagged, splits.class_names),
-            **detector.describe(),
-            **fit.info,
+            DETECTOR_KEY: {**detector.describe(), **fit.info},
         }
         log.info("stage artefacts: writing plots and model")
         t0 = time.perf_counter()

@@ -130,6 +130,32 @@ HYDRA_CONFIG_FILE = os.path.join(".hydra", "config.yaml")
 #: Config keys that cannot change a result (where it is tracked included): left out of the snapshot
 #: recorded in metrics.json, so a sweep resumed with another logger still finds its results.
 NOT_RESULT_KEYS = ("resume", "logger", "hydra")
+#: metrics.json keeps the detector's own facts (``describe()`` and what ``fit`` reported) under
+#: this key, so a detector can never overwrite a pipeline metric such as ``threshold``.
+DETECTOR_KEY = "detector"
+#: Every top-level key the pipeline wrote while detector facts still sat beside them (one flat
+#: mapping). In such a metrics.json any other top-level key came from the detector. Fixed for
+#: good: it describes files already written, not what the pipeline writes today.
+FLAT_LAYOUT_PIPELINE_KEYS = frozenset(
+    {
+        "status", "started_at", "finished_at", "error",
+        "dataset", "model", "normal_classes", "anomaly_classes", "seed", "threads", "backend", "device",
+        "data_source", "data_location", "test_split", "data", "versions", "config",
+        "n_train", "n_train_anomalies", "n_val", "n_val_anomalies", "n_test", "n_test_anomalies", "val_auroc",
+        "auroc", "auprc", "threshold", "threshold_rule", "oracle", "threshold_k", "threshold_q",
+        "precision", "recall", "f1", "accuracy", "confusion_matrix", "flagged_rate_by_class",
+        "artifacts", "timings",
+    }
+)  # fmt: skip
+
+
+def detector_section(metrics: dict) -> dict:
+    """The detector's facts in a metrics.json: its ``detector`` mapping or, in a file written
+    before the facts were nested, the top-level keys the pipeline did not write."""
+    nested = metrics.get(DETECTOR_KEY)
+    if isinstance(nested, dict):
+        return nested
+    return {k: v for k, v in metrics.items() if k not in FLAT_LAYOUT_PIPELINE_KEYS}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -135,7 +135,7 @@ def load_detector(run_dir: str | Path) -> TrainedDetector:
         detector = build("model", saved.model)
     except ConfigError as exc:
         raise ConfigError(f"{folder / DETECTOR_FILE}: {exc}") from None
-    # The run's own check sequence: settings alone, then against the image shape (builds the network).
+    # The run's own check entry point: settings, then the image shape (builds the network); no data here.
     try:
         detector.check(saved.image_shape)
     except ConfigError as exc:

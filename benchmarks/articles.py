@@ -165,7 +165,7 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "seconds": m.get("timings.total"),
                 "val_loss": last_val_loss(record.path),
                 "started_at": m.get("started_at"),
-                "code_dims_constant": m.get("code_dims_constant", np.nan),
+                "code_dims_constant": m.get("detector.code_dims_constant", np.nan),
             }
             row.update({f"flagged_{c}": m.get(f"flagged_rate_by_class.{c}", np.nan) for c in range(10)})
             done.append(row)
@@ -435,7 +435,7 @@ def latent_beats_pixels(runs: pd.DataFrame) -> Measured:
         figure,
         NOT_REPRODUCED,
         f"The latent SVM beats the pixel SVM ({100 * pixel.mean():.1f}) for {wins} of {len(latent)} seeds "
-        f"({per}; a dead unit of the 2-D ReLU code is metrics.json's code_dims_constant).",
+        f"({per}; a dead unit of the 2-D ReLU code is metrics.json's detector.code_dims_constant).",
     )
 
 

@@ -77,9 +77,7 @@ def metrics_for(model: str, cls: int, seed: int, auroc: float, rng: np.random.Ge
         "accuracy": float(min(1.0, f1 + 0.02)),
         "confusion_matrix": [[900, 100], [1500, 7500]],
         "flagged_rate_by_class": {str(c): float(rng.uniform()) for c in range(10)},
-        "supervision": "unsupervised",
-        "n_params": 50992,
-        "code_shape": [32],
+        "detector": {"supervision": "unsupervised", "n_params": 50992, "code_shape": [32]},
         "artifacts": ["scores.csv", "history.csv", "score_histogram.png", "roc_curve.png", "model.keras"],
         "timings": {
             "fit": float(rng.uniform(20, 60)),

@@ -16,9 +16,15 @@ supervised ``cnn_classifier`` (it trains on labelled anomalies, which the one-cl
 does not have), and AnoGAN on a budget (10 epochs, its latent search on a stratified 1,000 of
 the test images per class; the full test set costs about 10 minutes of search per class).
 
-Any class-labelled dataset works (``--dataset cifar10``, or ``--dataset folder --path ROOT`` with
-``--classes trouser bag ...``, the folder names; default classes 0-9); its columns are the class
-names recorded in each run's metrics.json.
+Any class-labelled dataset works (``--dataset folder --path ROOT`` with ``--classes trouser bag ...``,
+the folder names; default classes 0-9); its columns are the class names recorded in each run's
+metrics.json. ``--dataset cifar10`` reads CIFAR-10 as JPEG class folders (``train/<class>/``,
+``test/<class>/``) at ``--path`` or ``$ANOMALY_BENCH_DATA/cifar10`` through ``dataset=folder``;
+its columns are the ten class names, and a class without a finished run stays an empty cell
+(listed under the table), so the table can be built over several sittings.
+
+A name in ``--models`` that is an experiment preset (``conf/experiment/<name>.yaml``, e.g.
+``natural_images``) runs that preset, with its own model and trainer settings, over the classes.
 
 Examples:
     python benchmarks/one_class.py --models all                  # both datasets, every model
@@ -28,6 +34,8 @@ Examples:
     python benchmarks/one_class.py --dataset mnist --models knn --label knn_encoder -- model.features=encoder
     python benchmarks/one_class.py --dataset mnist --models pca --validation -- model.n_components=16
       (a row named "pca-n_components_16")
+    python benchmarks/one_class.py --dataset cifar10 --models knn pca natural_images
+    python benchmarks/one_class.py --dataset cifar10 --models natural_images --classes airplane cat
 """
 
 from __future__ import annotations
@@ -57,6 +65,16 @@ BUDGET_VARIANTS = {
     ),
 }
 VALIDATION_TEST_SIZE = 10_000
+# Experiment presets that "--models all" adds for a dataset (rows beside the zoo's).
+DATASET_PRESETS = {"cifar10": ("natural_images",)}
+# Datasets benchmarked from JPEG/PNG class folders (dataset=folder): the folder under $ANOMALY_BENCH_DATA
+# that holds them, and the class names in index order (the table's columns, published.csv's 0-9).
+FOLDER_DATASETS = {
+    "cifar10": (
+        "cifar10",
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    ),
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -128,6 +146,31 @@ def variant_label(model: str, overrides: list[str]) -> str:
     return f"{model}-" + re.sub(r"[^A-Za-z0-9_.,-]+", "_", text)
 
 
+def is_preset(name: str) -> bool:
+    """True for an experiment preset (conf/experiment/<name>.yaml) rather than a model config."""
+    return (REPO / "conf" / "experiment" / f"{name}.yaml").is_file() and not (
+        REPO / "conf" / "model" / f"{name}.yaml"
+    ).is_file()
+
+
+def folder_dataset_path(dataset: str, path: str | None) -> str:
+    """Where a FOLDER_DATASETS dataset's class folders are: --path, else $ANOMALY_BENCH_DATA/<folder>."""
+    if path:
+        return path
+    root = os.environ.get("ANOMALY_BENCH_DATA")
+    if not root:
+        sys.exit(f"--dataset {dataset}: give --path <class folders> or set ANOMALY_BENCH_DATA (its {dataset}/)")
+    return str(Path(root) / FOLDER_DATASETS[dataset][0])
+
+
+def expected_classes(dataset: str, args: argparse.Namespace) -> list[str] | None:
+    """The table's columns when they are known before any run finishes (so missing ones show)."""
+    if dataset in FOLDER_DATASETS:
+        names = FOLDER_DATASETS[dataset][1]
+        return [names[int(c)] if str(c).isdigit() else str(c) for c in (args.classes or names)]
+    return [str(c) for c in args.classes] if args.classes else None
+
+
 def supervised_models() -> list[str]:
     """Model configs whose detector class says ``supervision = "supervised"``: left out of "--models all",
     since they train on labelled anomalies, which the one-class protocol has none of."""
@@ -142,27 +185,34 @@ def supervised_models() -> list[str]:
     return found
 
 
-def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
-    """(model, row label, overrides) for each sweep the command line asks for."""
+def planned_runs(args: argparse.Namespace, dataset: str = "") -> list[tuple[str, str, list[str]]]:
+    """(model, row label, overrides) for each sweep the command line asks for on ``dataset``."""
     if args.models == ["all"]:
         names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in supervised_models())
+        names += DATASET_PRESETS.get(dataset, ())
         return [(name, *BUDGET_VARIANTS.get(name, (name, []))) for name in names]
     return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]
 
 
 def run_sweep(model: str, label: str, overrides: list[str], dataset: str, args: argparse.Namespace, root: Path) -> None:
-    """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model, into ``root/label``."""
-    command = [
-        "experiment=one_class_protocol",
-        f"dataset={dataset}",
-        f"model={model}",
+    """One ``anomaly-bench -m`` sweep: ten classes x seeds for one model (or preset), into ``root/label``."""
+    classes = args.classes
+    if is_preset(model):  # the preset takes the experiment slot, so the protocol's sweep is spelled out
+        command = [f"experiment={model}", "dataset.anomaly_classes=rest"]
+        classes = classes or list(range(10))
+    else:
+        command = ["experiment=one_class_protocol", f"model={model}"]
+    command += [
+        f"dataset={'folder' if dataset in FOLDER_DATASETS else dataset}",
         "trainer.seed=" + ",".join(map(str, args.seeds)),
         *overrides,
     ]
-    if args.path:
+    if dataset in FOLDER_DATASETS:
+        command.append(f"dataset.path={folder_dataset_path(dataset, args.path)}")
+    elif args.path:
         command.append(f"dataset.path={args.path}")
-    if args.classes:
-        command.append("dataset.normal_classes=" + ",".join(f"[{c}]" for c in args.classes))
+    if classes:
+        command.append("dataset.normal_classes=" + ",".join(f"[{c}]" for c in classes))
     if args.validation:
         command += [f"dataset.path={validation_data(dataset, root.parent / 'data')}", "dataset.source=explicit"]
     benchmark_sweeps.run_sweep(command, root / label)
@@ -187,8 +237,11 @@ def read_runs(root: Path) -> tuple[pd.DataFrame, list]:
     return runs.astype({"auroc": float, "seconds": float}), records
 
 
-def class_columns(runs: pd.DataFrame, records: list) -> list[str]:
-    """The normal classes of the completed runs, in class-index order (digits numerically, then names)."""
+def class_columns(runs: pd.DataFrame, records: list, expected: list[str] | None = None) -> list[str]:
+    """The normal classes: ``expected`` when known, else those of the completed runs in class-index
+    order (digits numerically, then names)."""
+    if expected:
+        return expected
     order = {}
     for cls, record in zip(runs["cls"], records):
         if record.ok:
@@ -256,7 +309,24 @@ def member_rows(runs: pd.DataFrame, records: list, classes: list[str]) -> pd.Dat
     return table.reset_index()
 
 
-def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[str]) -> list[str]:
+def missing_cells(ours: pd.DataFrame, classes: list[str]) -> list[str]:
+    """One line per row of ours with classes that have no finished run yet."""
+    lines = []
+    for row in ours.to_dict("records"):
+        absent = [c for c in classes if pd.isna(row.get(c))]
+        if absent:
+            lines.append(f"- **{row['method']}**: {', '.join(absent)}")
+    return lines
+
+
+def published_column(dataset: str, cls: str) -> str:
+    """published.csv's column for a class: its index 0-9, which for a FOLDER_DATASETS dataset is
+    the position of the class name."""
+    names = FOLDER_DATASETS.get(dataset, ("", ()))[1]
+    return str(names.index(cls)) if cls in names else cls
+
+
+def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[str], dataset: str = "") -> list[str]:
     head = ["method", *classes, "mean", "± std (seeds)", "seeds", "s / class", "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ours.sort_values("mean", ascending=False).to_dict("records"):
@@ -276,7 +346,7 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[st
     for row in published.to_dict("records"):
         cells = [
             row["method"],
-            *(fmt(row.get(c, np.nan)) for c in classes),
+            *(fmt(row.get(published_column(dataset, c), np.nan)) for c in classes),
             fmt(row["mean"]),
             "",
             "",
@@ -289,7 +359,7 @@ def markdown_table(ours: pd.DataFrame, published: pd.DataFrame, classes: list[st
 
 def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
     runs, records = read_runs(root)
-    classes = class_columns(runs, records)
+    classes = class_columns(runs, records, expected_classes(dataset, args))
     ours = pd.concat([model_rows(runs, records, classes), member_rows(runs, records, classes)], ignore_index=True)
     ours["not_completed"] = ours["not_completed"].fillna(0)
     published = pd.read_csv(PUBLISHED)
@@ -301,6 +371,8 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         if args.validation
         else "the official test set"
         if dataset in DEFAULT_DATASETS
+        else "the official test set (the test/ class folders)"
+        if dataset in FOLDER_DATASETS
         else "the test set (each run's metrics.json -> test_split says which)"
     )
     suffix = "_validation" if args.validation else ""
@@ -327,9 +399,24 @@ def write_table(dataset: str, args: argparse.Namespace, root: Path) -> Path:
         + f" (`all`: every model but the supervised {', '.join(supervised_models())}, which train on labelled anomalies;"
         " a row name after the model name lists its overrides).",
         "",
-        *markdown_table(ours, published, classes),
+        *markdown_table(ours, published, classes, dataset),
         "",
     ]
+    missing = missing_cells(ours, classes)
+    if not args.validation:
+        done = set(runs.label[runs.status == "completed"])
+        everything = parse_args(["--models", "all"])
+        missing += [
+            f"- **{label}**: every class" for _, label, _ in planned_runs(everything, dataset) if label not in done
+        ]
+    if missing:
+        lines += [
+            "Cells still missing (no finished run of that class yet; `--models all` or the model's name runs "
+            "them, finished runs are kept):",
+            "",
+            *missing,
+            "",
+        ]
     args.results.mkdir(parents=True, exist_ok=True)
     target = args.results / f"one_class_{dataset}{suffix}.md"
     target.write_text("\n".join(lines))
@@ -341,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     for dataset in args.dataset:
         root = (args.runs / ("validation" if args.validation else "test") / dataset).resolve()
         if not args.table_only:
-            for model, label, overrides in planned_runs(args):
+            for model, label, overrides in planned_runs(args, dataset):
                 run_sweep(model, label, overrides, dataset, args, root)
         print(f"table: {write_table(dataset, args, root)}")
 

@@ -118,7 +118,8 @@ def test_cli_rejects_zero_search_steps_with_exit_code_2(tmp_path):
 def test_tiny_search_run_writes_the_gan_folder_contract(tmp_path):
     metrics = run(compose_config([*ONE_VS_NINE, *TINY_GAN]), tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["status"] == "completed" and saved["scoring"] == "search" and saved["search_steps"] == 5
+    assert saved["status"] == "completed" and saved["detector"]["scoring"] == "search"
+    assert saved["detector"]["search_steps"] == 5
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == metrics["n_test"] and np.isfinite(scores["score"]).all()
     history = pd.read_csv(tmp_path / "history.csv")

@@ -174,7 +174,7 @@ def test_article002_latent_svm_must_beat_the_pixel_svm_for_every_seed(articles, 
             seed,
             "article002_ae_ocsvm",
             auroc=auroc,
-            code_dims_constant=int(seed == 0),
+            detector={"code_dims_constant": int(seed == 0)},
         )
         fake_run(runs, "article002_ae_ocsvm_vs_ocsvm", seed, "ocsvm", auroc=0.51)
     row = row_of(claim_rows(articles, runs, tmp_path), "002", "")

@@ -47,6 +47,7 @@ METRIC_KEYS = [
     "seed",
     "timings",
     "versions",
+    "detector",
 ]
 
 
@@ -117,7 +118,7 @@ def test_tiny_end_to_end_run_writes_the_contract(shared_run, model):
     assert list(scores.columns) == ["index", "label", "class", "score", "flagged"] and len(scores) == 120
     assert ((scores.score > on_disk["threshold"]) == scores.flagged.astype(bool)).all()
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert reloaded.count_params() == metrics["n_params"]
+    assert reloaded.count_params() == metrics["detector"]["n_params"]
 
 
 @needs_mnist

@@ -25,6 +25,9 @@ from anomaly_bench.models.transform_classifier import (
     apply_transforms,
     dirichlet_mle,
     inverse_digamma,
+    random_augment,
+    scoring_views,
+    translate,
 )
 from anomaly_bench.run import run
 
@@ -127,6 +130,31 @@ def test_transformations_by_hand():
     np.testing.assert_array_equal(mixed[[0, 2]], batch[[0, 2]])
 
 
+def test_augmentation_mirrors_and_shifts_each_image_by_its_own_draw():
+    image = np.arange(16, dtype=float).reshape(1, 4, 4, 1)
+    batch = np.repeat(image, 200, axis=0)
+    assert np.array_equal(random_augment(batch, np.random.default_rng(0), False, 0), batch)
+    mirrored = random_augment(batch, np.random.default_rng(0), True, 0)
+    is_mirror = (mirrored == image[:, :, ::-1]).all(axis=(1, 2, 3))
+    assert ((mirrored == image).all(axis=(1, 2, 3)) ^ is_mirror).all() and 70 < is_mirror.sum() < 130
+    shifted = random_augment(batch, np.random.default_rng(0), False, 1)
+    candidates = [translate(image, dy, dx)[0] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    matches = [[np.array_equal(x, c) for c in candidates] for x in shifted]
+    assert all(any(m) for m in matches) and len({m.index(True) for m in matches}) == 9
+
+
+def test_scoring_views_by_hand():
+    images = np.arange(2 * 16, dtype=float).reshape(2, 4, 4, 1)
+    assert len(scoring_views(images, "none", 1)) == 1
+    original, mirror = scoring_views(images, "flip", 1)
+    np.testing.assert_array_equal(original, images)
+    np.testing.assert_array_equal(mirror, images[:, :, ::-1])
+    views = scoring_views(images, "flip_shift", 1)
+    assert len(views) == 10
+    np.testing.assert_array_equal(views[2], translate(images, 1, 0))
+    np.testing.assert_array_equal(views[9], translate(images[:, :, ::-1], 0, -1))
+
+
 def test_dirichlet_fit_recovers_known_concentrations():
     from scipy.special import digamma
 
@@ -176,6 +204,16 @@ def test_pca_score_is_the_squared_error_of_the_projection(tmp_path):
         (["model=transform_classifier", "model.shift=0"], "model.shift=0 must be a whole number of pixels >= 1"),
         (["model=transform_classifier", "model.views_per_image=9"], "model.views_per_image=9 must be a count 1-8"),
         (["model=transform_classifier", "model.views_per_image=0"], "model.views_per_image=0 must be a count"),
+        (
+            ["model=transform_classifier", "model.augment_flip=true"],
+            "model.n_transforms=8 includes the mirror image among the transformations",
+        ),
+        (
+            ["model=transform_classifier", "model.n_transforms=4", "model.tta=flip_shift"],
+            "shifts by model.augment_shift pixels, which is 0",
+        ),
+        (["model=transform_classifier", "model.tta=mean"], "model.tta='mean' is not allowed"),
+        (["model=transform_classifier", "model.augment_shift=-1"], "model.augment_shift=-1 must be a whole number"),
         (["model=pca", "model.n_components=0"], "model.n_components=0 must be a count >= 1"),
         (["model=pca", "model.n_components=1.5"], "model.n_components=1.5"),
     ],
@@ -190,12 +228,18 @@ def test_bad_settings_raise_config_error_before_data_is_loaded(tmp_path, overrid
     "model, override, message",
     [
         ("transform_classifier", "model.shift=14", "model.shift=14 must be a whole number of pixels 1-13"),
+        ("transform_classifier", "model.augment_shift=14", "model.augment_shift=14 must be 0-13 pixels"),
+        (
+            "transform_classifier",
+            "model.network=[{class_name: ResidualBlock, filters: 8, strides: 3}]",
+            "ResidualBlock takes filters (a positive integer) and strides (1 or 2) only",
+        ),
         ("pca", "model.n_components=785", "model.n_components=785 must be a count 1-784 (the pixels per image)"),
     ],
 )
 def test_settings_the_image_shape_rules_out_fail_in_check(model, override, message):
     detector = instantiate(compose_config([f"model={model}", override]).model, _convert_="all")
-    detector.check_settings()
+    detector.check()  # the settings alone pass
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         detector.check((28, 28, 1))
 
@@ -269,8 +313,8 @@ def check_contract(folder: Path, metrics: dict, files: list[str], min_auroc: flo
 def test_pca_tiny_run(tmp_path):
     metrics = run(compose_config(["model=pca", "model.n_components=16"] + ONE_VS_ZERO), tmp_path)
     check_contract(tmp_path, metrics, ["pca.npz", "reconstructions.png"], 0.98)
-    assert metrics["n_components_fitted"] == 16 and metrics["parameters_file"] == "pca.npz"
-    assert metrics["unused_settings"] == list(EPOCH_SETTINGS)
+    assert metrics["detector"]["n_components_fitted"] == 16 and metrics["detector"]["parameters_file"] == "pca.npz"
+    assert metrics["detector"]["unused_settings"] == list(EPOCH_SETTINGS)
     log = (tmp_path / "run.log").read_text()
     assert "stage fit: pca in one pass, not by epochs (trainer.epochs, trainer.batch_size" in log
     assert "for up to" not in log
@@ -288,7 +332,7 @@ def test_knn_pixels_tiny_run(tmp_path):
 def test_knn_encoder_tiny_run(shared_run):
     tmp_path, metrics = shared_run(overrides_for("knn_encoder"))
     check_contract(tmp_path, metrics, ["knn_reference.npz", "model.keras", "history.csv"], 0.9)
-    assert metrics["feature_dim"] == 4 * 4 * 8
+    assert metrics["detector"]["feature_dim"] == 4 * 4 * 8
     assert "stage fit: knn for up to 2 epochs" in (tmp_path / "run.log").read_text()
     keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
 
@@ -303,4 +347,4 @@ def test_transform_classifier_tiny_run(shared_run, case, files):
     history = pd.read_csv(tmp_path / "history.csv")
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns) and len(history) == 3
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert reloaded.output.shape[-1] == metrics["n_transforms"] == 8
+    assert reloaded.output.shape[-1] == metrics["detector"]["n_transforms"] == 8

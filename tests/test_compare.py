@@ -142,6 +142,20 @@ def test_load_reads_flattened_config_and_metrics(tmp_path):
     assert record.metrics["timings.total"] == 2.0
 
 
+def test_detector_facts_of_flat_and_nested_metrics_share_one_column(tmp_path, capsys):
+    # Runs made before detector facts were nested kept them beside the pipeline's own keys.
+    write_run(tmp_path / "a_flat", BASE_CONFIG, n_params=1200, supervision="unsupervised", threshold_k=2.0)
+    write_run(tmp_path / "b_nested", BASE_CONFIG, threshold_k=2.0, detector={"n_params": 3400, "threshold": 7})
+    flat, nested = load_run(tmp_path / "a_flat"), load_run(tmp_path / "b_nested")
+    assert flat.status == nested.status == "completed"
+    assert flat.metrics["detector.n_params"] == 1200 and flat.metrics["detector.supervision"] == "unsupervised"
+    # The pipeline's keys stay the pipeline's: never read as detector facts.
+    assert not {"detector.auroc", "detector.threshold_k", "detector.timings.total"} & set(flat.metrics)
+    assert nested.metrics["threshold"] == 0.1 and nested.metrics["detector.threshold"] == 7
+    table = csv_table([tmp_path, "--metrics", "auroc,detector.n_params"], capsys)
+    assert list(table["detector.n_params"]) == [1200, 3400]
+
+
 @pytest.mark.parametrize(
     "content, status, reason",
     [
@@ -238,13 +252,25 @@ def test_settings_a_detector_does_not_use_are_no_difference(tmp_path, capsys):
     trained runs differ in it, their cells say so and grouping them mixes nothing."""
     for name, epochs in (("pca", 20), ("knn", 5)):
         write_run(
-            tmp_path / name, config_with(model__name=name, trainer__epochs=epochs), unused_settings=EPOCH_SETTINGS
+            tmp_path / name,
+            config_with(model__name=name, trainer__epochs=epochs),
+            detector={"unused_settings": EPOCH_SETTINGS},
         )
-    write_run(tmp_path / "conv_ae", config_with(model__name="conv_ae", trainer__epochs=2), unused_settings=[])
+    write_run(
+        tmp_path / "conv_ae", config_with(model__name="conv_ae", trainer__epochs=2), detector={"unused_settings": []}
+    )
     table = csv_table([tmp_path], capsys)
     assert list(table.columns[:3]) == ["run", "model.name", "status"]
-    write_run(tmp_path / "conv_ae_long", config_with(model__name="conv_ae", trainer__epochs=9), unused_settings=[])
-    write_run(tmp_path / "pca_2", config_with(model__name="pca", trainer__epochs=1), unused_settings=EPOCH_SETTINGS)
+    write_run(
+        tmp_path / "conv_ae_long",
+        config_with(model__name="conv_ae", trainer__epochs=9),
+        detector={"unused_settings": []},
+    )
+    write_run(
+        tmp_path / "pca_2",
+        config_with(model__name="pca", trainer__epochs=1),
+        detector={"unused_settings": EPOCH_SETTINGS},
+    )
     table = csv_table([tmp_path], capsys).set_index("run")
     assert table["trainer.epochs"].to_dict() == {
         "conv_ae": "2",

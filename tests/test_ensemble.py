@@ -156,10 +156,11 @@ def test_knn_and_transform_classifier_tiny_run(shared_run):
         "members/transform_classifier/dirichlet.npz",
     ]
     check_contract(tmp_path, metrics, ["ensemble.json", "member_scores.csv", "history.csv", *members], 0.95)
-    assert set(metrics["members"]) == {"knn", "transform_classifier"} and metrics["combine"] == "mean"
-    assert metrics["n_params"] == metrics["members"]["transform_classifier"]["n_params"] > 0
+    facts = metrics["detector"]
+    assert set(facts["members"]) == {"knn", "transform_classifier"} and facts["combine"] == "mean"
+    assert facts["n_params"] == facts["members"]["transform_classifier"]["n_params"] > 0
     saved = json.loads((tmp_path / "ensemble.json").read_text())["members"]
-    assert saved["knn"]["val_mean"] == metrics["member_fit"]["knn"]["val_mean"] and saved["knn"]["val_std"] > 0
+    assert saved["knn"]["val_mean"] == facts["member_fit"]["knn"]["val_mean"] and saved["knn"]["val_std"] > 0
     # The ensemble score is the mean of the members' standardised test scores.
     members_z = pd.read_csv(tmp_path / "member_scores.csv")
     scores = pd.read_csv(tmp_path / "scores.csv")

@@ -24,6 +24,8 @@ def test_all_is_every_model_but_the_supervised_one_and_anogan_on_a_budget(one_cl
         for model, label, overrides in one_class.planned_runs(one_class.parse_args(["--models", "all"]))
     }
     assert set(plan) == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")} - {"cnn_classifier"}
+    args = one_class.parse_args(["--models", "all"])
+    assert {model for model, _, _ in one_class.planned_runs(args, "cifar10")} == set(plan) | {"natural_images"}
     assert plan["knn"] == ("knn", []) and plan["ensemble"] == ("ensemble", [])
     label, overrides = plan["anogan"]
     assert label == "anogan-10_epochs-1000_test_images" and "dataset.max_test=1000" in overrides
@@ -111,3 +113,56 @@ def test_table_of_a_folder_dataset_has_its_class_names_as_columns(one_class, tmp
     assert [c.strip() for c in header.strip("|").split("|")][1:5] == ["bag", "t-shirt", "trouser", "mean"]
     (ours,) = [line for line in lines if line.startswith("| **pca**")]
     assert [c.strip() for c in ours.strip("|").split("|")][1:5] == ["85.0", "90.0", "80.0", "**85.0**"]
+
+
+def test_cifar10_table_names_all_ten_classes_and_lists_the_missing_cells(one_class, tmp_path):
+    runs = tmp_path / "runs" / "test" / "cifar10" / "knn"
+    for index, name in [(0, "airplane"), (3, "cat")]:
+        write_run(
+            runs / f"{index}_{name}",
+            config_with(dataset__normal_classes=[index], model__name="knn"),
+            auroc=0.70 if name == "airplane" else 0.52,
+            seed=0,
+            normal_classes=[index],
+            data={"normal_class_names": [name]},
+        )
+    one_class.main(
+        [
+            "--dataset",
+            "cifar10",
+            "--table-only",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    lines = (tmp_path / "results" / "one_class_cifar10.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert [c.strip() for c in header.strip("|").split("|")][1:12] == [*names, "mean"]
+    (ours,) = [line for line in lines if line.startswith("| **knn**")]
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    assert cells[1:12] == ["70.0", "", "", "52.0", "", "", "", "", "", "", ""]  # no mean over two classes
+    assert "- **knn**: automobile, bird, deer, dog, frog, horse, ship, truck" in lines
+    (geotrans,) = [line for line in lines if line.startswith("| GeoTrans |")]
+    assert [c.strip() for c in geotrans.strip("|").split("|")][1:12] == [
+        "74.7", "95.7", "78.1", "72.4", "87.8", "87.8", "83.4", "95.5", "93.3", "91.3", "86.0"
+    ]  # fmt: skip
+    assert sum(line.startswith("| CSI |") for line in lines) == 1
+    assert "- **natural_images**: every class" in lines and "- **vae**: every class" in lines
+    assert not any(line.startswith("- **knn**: every") for line in lines)
+
+
+def test_cifar10_sweeps_run_on_the_jpeg_folders_and_presets_spell_out_the_protocol(one_class, monkeypatch, tmp_path):
+    commands = []
+    monkeypatch.setattr(one_class.benchmark_sweeps, "run_sweep", lambda command, folder: commands.append(command))
+    monkeypatch.setenv("ANOMALY_BENCH_DATA", str(tmp_path))
+    args = one_class.parse_args(["--dataset", "cifar10", "--models", "knn", "natural_images", "--classes", "airplane"])
+    for model, label, overrides in one_class.planned_runs(args):
+        one_class.run_sweep(model, label, overrides, "cifar10", args, tmp_path / "runs")
+    knn, preset = commands
+    assert knn[:2] == ["experiment=one_class_protocol", "model=knn"] and "dataset=folder" in knn
+    assert f"dataset.path={tmp_path / 'cifar10'}" in knn and "dataset.normal_classes=[airplane]" in knn
+    assert preset[:2] == ["experiment=natural_images", "dataset.anomaly_classes=rest"]
+    assert not any(c.startswith("model=") for c in preset)

@@ -298,6 +298,18 @@ def test_ctrl_c_is_one_line_exit_130_and_removes_the_output(pca_run, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def test_compare_ctrl_c_is_one_line_exit_130_and_removes_its_claimed_out(pca_run, tmp_path, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_cli, "compare", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        compare_cli.main([str(pca_run), "--out", str(tmp_path / "cmp.md")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 130 and err.strip().count("\n") == 0 and "interrupted" in err
+    assert not (tmp_path / "cmp.md").exists()
+
+
 def test_the_loaded_detector_takes_what_the_command_takes(pca_run):
     trained = anomaly_bench.load_detector(pca_run)
     rng = np.random.default_rng(1)

@@ -206,7 +206,7 @@ def check_contract(folder, metrics: dict, model: str, present: list[str]) -> dic
     """The files every completed run writes plus the model's own, 300 test scores, AUROC above 0.8."""
     on_disk = json.loads((folder / "metrics.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["model"] == model
-    assert on_disk["supervision"] == ("supervised" if model == "cnn_classifier" else "unsupervised")
+    assert on_disk["detector"]["supervision"] == ("supervised" if model == "cnn_classifier" else "unsupervised")
     for name in ["scores.csv", "roc_curve.png", "score_histogram.png", "confusion_matrix.png", *present]:
         assert (folder / name).is_file(), name
     assert len(pd.read_csv(folder / "scores.csv")) == on_disk["n_test"] == 300
@@ -222,7 +222,7 @@ def test_tiny_run_writes_the_contract_and_beats_chance(shared_run, model, presen
     on_disk = check_contract(tmp_path, metrics, model, present)
     for name in absent:
         assert not (tmp_path / name).exists(), name
-        assert name in on_disk["skipped_artifacts"], name
+        assert name in on_disk["detector"]["skipped_artifacts"], name
     scores = pd.read_csv(tmp_path / "scores.csv")
     images, expected = load_test_images(scores["index"].to_numpy()[:50]), scores.score.to_numpy()[:50]
     if is_keras:

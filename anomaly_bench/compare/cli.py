@@ -40,6 +40,7 @@ PROG = "anomaly-bench-compare"
 FORMATS = ("md", "csv", "json", "html")
 EXIT_NOTHING_FOUND = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 DEFAULT_GROUP = "model.name"
 
 
@@ -292,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             claim.release()
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_NOTHING_FOUND) from None
+    except KeyboardInterrupt:
+        if claim is not None:
+            claim.release()
+        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except BaseException:
         if claim is not None:
             claim.release()

@@ -18,7 +18,7 @@ import yaml
 
 from anomaly_bench.compare.discover import HYDRA_CONFIG, METRICS_FILE
 from anomaly_bench.run_files import MAX_FILE_BYTES
-from anomaly_bench.run_folder import ERROR_FILE, STATUSES, flatten
+from anomaly_bench.run_folder import COMPLETED, DETECTOR_KEY, ERROR_FILE, STATUSES, detector_section, flatten
 
 # What a completed metrics.json must hold for its row to mean anything.
 REQUIRED_NUMBERS = ("auroc", "auprc", "precision", "recall", "f1", "threshold")
@@ -31,7 +31,8 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class RunRecord:
     """One folder: ``status`` is completed | failed | running | no_metrics | corrupt.
 
-    ``config`` and ``metrics`` are flattened to dotted keys (``model.name``, ``timings.total``).
+    ``config`` and ``metrics`` are flattened to dotted keys (``model.name``, ``timings.total``,
+    ``detector.n_params``).
     """
 
     path: Path
@@ -100,6 +101,11 @@ def _read_metrics(folder: Path) -> tuple[dict | None, str | None]:
         return None, f"metrics.json is not valid JSON ({type(exc).__name__})"
     if not isinstance(metrics, dict):
         return None, "metrics.json is not a JSON object"
+    completed = metrics.get("status") == COMPLETED
+    if completed and not isinstance(metrics.get(DETECTOR_KEY), dict) and (legacy := detector_section(metrics)):
+        # Finished before detector facts were nested: they are read as detector.* too, so one
+        # column holds old and new runs alike.
+        metrics = {**metrics, DETECTOR_KEY: legacy}
     return flatten(metrics), None
 
 

@@ -4,7 +4,7 @@ A run row shows only the config keys whose values differ between the compared ru
 what distinguishes them. Keys of a group that merely follow a differing ``<group>.name``
 (``model.encoder`` when ``model.name`` differs) are folded into that name so a model sweep
 does not drown the table in architecture lists. A setting a run's detector never reads
-(``unused_settings`` in its metrics.json: ``trainer.epochs`` of a PCA run) is no difference:
+(``detector.unused_settings`` in its metrics.json: ``trainer.epochs`` of a PCA run) is no difference:
 its cell says ``not used`` and it is compared only among the runs that use it.
 """
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from anomaly_bench.compare.load import RunRecord
 from anomaly_bench.errors import ConfigError
+from anomaly_bench.run_folder import DETECTOR_KEY
 
 MAIN_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "threshold_rule")
 DURATION = "duration_s"
@@ -34,7 +35,7 @@ ANOMALY_KEY = "dataset.anomaly_classes"
 REST = "rest"
 PROTOCOL_CLASSES = range(10)
 _MISSING = object()
-UNUSED_KEY = "unused_settings"
+UNUSED_KEY = f"{DETECTOR_KEY}.unused_settings"
 NOT_USED = "not used"
 _NOT_USED = "\0not used"
 

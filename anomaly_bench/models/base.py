@@ -6,6 +6,11 @@ data's size once the data is loaded (still before any run folder starts),
 learns from the training split, and turns images into anomaly scores (higher = more anomalous).
 Images reach it as float32 in [0, 1] with the data's own shape (N x H x W x C).
 
+Checks have one entry point, :meth:`Detector.check`, which the pipeline and ``load_detector``
+both call; it runs the hooks a detector overrides (``CHECK_HOOKS``) in one fixed order. A class
+that overrides ``check`` itself, or defines a ``check_*`` method that is not a hook, is refused
+when it is defined: such a check would otherwise never run.
+
 Save and load are symmetric: ``save(folder)`` writes the trained state, and a detector built
 from the same config, checked with the same image shape, gets it back with ``load(folder)``.
 Files are plain: Keras models load in safe mode, arrays as ``.npz`` read with
@@ -18,6 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +63,10 @@ class FitResult:
     info: dict = field(default_factory=dict)
 
 
+#: The checks a detector may override, in the order :meth:`Detector.check` runs them.
+CHECK_HOOKS = ("check_settings", "check_shape", "check_data")
+
+
 class Detector(ABC):
     #: The one statement of what a detector learns from: "supervised" detectors train on the labels
     #: of dataset.labelled_anomalies (the pipeline refuses dataset.labelled_anomalies=0 for them,
@@ -74,25 +84,61 @@ class Detector(ABC):
     #: (:data:`EPOCH_SETTINGS`) have no effect on them.
     trains_by_epochs: bool = True
 
+    #: Set once check_settings() has passed, so the pipeline's second check() does not repeat it.
+    _settings_checked: bool = False
+
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, when the class is defined, a check method that check() would never call."""
+        super().__init_subclass__(**kwargs)
+        for attr, value in vars(cls).items():
+            if attr in CHECK_HOOKS or not callable(value) or not (attr == "check" or attr.startswith("check_")):
+                continue
+            problem = (
+                "overrides check(), the entry point the pipeline and load_detector call"
+                if attr == "check"
+                else f"defines {attr}(), which is not a check hook, so nothing would call it"
+            )
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__} {problem}; put its checks in the hooks "
+                f"{', '.join(CHECK_HOOKS)} (see anomaly_bench.models.base)"
+            )
+
+    def check(self, image_shape: tuple[int, ...] | None = None, splits: Splits | None = None) -> None:
+        """The one entry point for a detector's checks; subclasses override the hooks, never this.
+
+        Runs, in this order, the hooks for what is known: :meth:`check_settings` (once per
+        detector), :meth:`check_shape` when an image shape is known (``splits`` bring their own),
+        :meth:`check_data` when ``splits`` are given. The pipeline calls ``check()`` before the
+        data is loaded, so bad settings fail before any download, then ``check(image_shape,
+        splits)`` once it is loaded; ``load_detector`` calls ``check(image_shape)`` with the saved
+        shape before loading the saved state.
+        """
+        if not self._settings_checked:
+            self.check_settings()
+            self._settings_checked = True
+        if image_shape is None and splits is not None:
+            image_shape = splits.image_shape
+        if image_shape is not None:
+            self.check_shape(tuple(image_shape))
+        if splits is not None:
+            self.check_data(splits)
+
     def check_settings(self) -> None:
-        """Raise ConfigError for settings that cannot work whatever the data. Runs before data loading."""
+        """Hook: raise ConfigError for settings that cannot work whatever the data (a count below 1,
+        an unknown option). Needs no data, so it runs before anything is loaded."""
 
     def check_shape(self, image_shape: tuple[int, ...]) -> None:
-        """Raise ConfigError for settings that cannot work on images of ``image_shape`` (H, W, C);
-        may build the network."""
-
-    def check(self, image_shape: tuple[int, ...]) -> None:
-        """All checks for images of ``image_shape``: the settings, then the shape. Runs after the
-        data is loaded, before the run folder starts."""
-        self.check_settings()
-        self.check_shape(image_shape)
+        """Hook: raise ConfigError for settings that cannot work on images of ``image_shape``
+        (H, W, C), e.g. more poolings than the image sides allow; may build the network, which
+        :meth:`load` then fills. Runs after :meth:`check_settings`."""
 
     def check_data(self, splits: Splits) -> None:
-        """Raise ConfigError for settings the data's size rules out (e.g. more neighbours than
-        training images). Runs after :meth:`check`, before the run folder starts."""
+        """Hook: raise ConfigError for settings the data's size rules out (e.g. more neighbours
+        than training images). Runs after :meth:`check_shape`, only where there is data (a run,
+        not ``load_detector``)."""
 
     @abstractmethod
     def fit(self, splits: TrainingData, trainer: TrainerConfig) -> FitResult:

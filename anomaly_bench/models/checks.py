@@ -1,6 +1,6 @@
 """Settings checks shared by the detectors: one wording for "must be a whole number in a range".
 
-Detectors check their config in ``check()`` before any data is loaded; these helpers raise the
+Detectors check their config in ``check_settings()`` before any data is loaded; these helpers raise the
 one-line :class:`ConfigError` the command line prints (``model.<key>=<value> must be ...``).
 ``bool`` is refused where an integer is expected: YAML's ``true`` would otherwise count as 1.
 """

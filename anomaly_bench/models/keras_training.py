@@ -33,7 +33,7 @@ def make_layer(spec: dict, where: str) -> layers.Layer:
     cls = getattr(layers, str(class_name), None)
     if not (isinstance(cls, type) and issubclass(cls, layers.Layer)):
         raise ConfigError(
-            f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D)"
+            f"{where}.class_name={class_name!r} is not a keras.layers class (e.g. Dense, Conv2D, MaxPooling2D) or ResidualBlock"
         )
     try:
         return cls(**spec)
@@ -41,10 +41,40 @@ def make_layer(spec: dict, where: str) -> layers.Layer:
         raise ConfigError(f"{where}: {class_name}({spec}) is invalid: {exc}") from None
 
 
+RESIDUAL_BLOCK = "ResidualBlock"
+
+
+def residual_block(x, spec: dict, where: str):
+    """``{class_name: ResidualBlock, filters: F, strides: S}``: He et al.'s basic block from plain layers.
+
+    Conv 3x3 (stride S) - BN - ReLU - Conv 3x3 - BN, added to the input (through a 1x1 conv + BN
+    when the stride or the channel count changes), then ReLU. Built from stock Keras layers, so
+    a network using it saves and loads in safe mode without custom objects.
+    """
+    settings = dict(spec)
+    settings.pop("class_name")
+    filters, strides = settings.pop("filters", None), settings.pop("strides", 1)
+    if settings or not (isinstance(filters, int) and filters >= 1 and strides in (1, 2)):
+        raise ConfigError(
+            f"{where}: {RESIDUAL_BLOCK} takes filters (a positive integer) and strides (1 or 2) only; got {dict(spec)}"
+        )
+    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    y = layers.ReLU()(layers.BatchNormalization()(y))
+    y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.BatchNormalization()(layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x))
+    return layers.ReLU()(layers.Add()([y, shortcut]))
+
+
 def stack_layers(x, specs: list[dict], where: str):
-    """Apply the layers a config lists (e.g. model.encoder) to x, in order."""
+    """Apply the layers a config lists (e.g. model.encoder) to x, in order; a ``ResidualBlock``
+    entry adds a residual block (see :func:`residual_block`)."""
     for i, spec in enumerate(specs):
-        x = make_layer(spec, f"{where}[{i}]")(x)
+        if dict(spec).get("class_name") == RESIDUAL_BLOCK:
+            x = residual_block(x, dict(spec), f"{where}[{i}]")
+        else:
+            x = make_layer(spec, f"{where}[{i}]")(x)
     return x
 
 

@@ -11,7 +11,17 @@ compositions of a horizontal flip, a translation by ``shift`` pixels and a rotat
 multiple of 90 degrees, in the paper's order of application (flip, translate, rotate);
 ``n_transforms`` takes the first T of the 72 combinations, listed untranslated first so
 T=8 is flips x rotations and T=72 is the paper's full set. The network is plain Keras
-layers from the config (no custom objects), so model.keras loads in safe mode.
+layers from the config (no custom objects; ``ResidualBlock`` entries make a small ResNet, as the
+paper's Wide ResNet), so model.keras loads in safe mode.
+
+For natural images (Hendrycks et al. 2019, "Using Self-Supervised Learning Can Improve Model
+Robustness and Uncertainty") the rotations alone are the task and the training images get the
+usual augmentation first: ``augment_flip`` mirrors half of them, ``augment_shift`` moves each by a
+random offset of up to that many pixels (zero-filled, as a padded random crop). ``tta`` scores an
+image as the mean score of several views of it: itself and its mirror image (``flip``), also
+shifted by ``augment_shift`` pixels up, down, left and right (``flip_shift``, 10 views). A mirror
+image is only another view of the same image when the flip is not one of the transformations to
+tell apart, so both flip options need ``n_transforms`` <= 4 (the rotations alone).
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ SHIFTS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), 
 TRANSFORMS = [(flip, shift, turns) for shift, flip, turns in product(SHIFTS, (False, True), range(4))]
 MIN_TRANSFORMS, MAX_TRANSFORMS = 2, len(TRANSFORMS)
 SCORES = ("cross_entropy", "dirichlet")
+TTA = ("none", "flip", "flip_shift")
+UNFLIPPED = 4  # the first 4 transformations are the rotations alone
 DIRICHLET_FILE = "dirichlet.npz"
 _EPS = 1e-12
 
@@ -83,6 +95,34 @@ def apply_transform(images: np.ndarray, index: int, shift: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(x, turns, axes=(1, 2)))
 
 
+def random_augment(images: np.ndarray, rng: np.random.Generator, flip: bool, max_shift: int) -> np.ndarray:
+    """Each image mirrored with probability 1/2 (``flip``) and moved by a random offset of up to
+    ``max_shift`` pixels per axis, zero-filled (a padded random crop)."""
+    out = images.copy()
+    if flip:
+        mirrored = rng.random(len(out)) < 0.5
+        out[mirrored] = out[mirrored, :, ::-1]
+    if max_shift:
+        offsets = rng.integers(-max_shift, max_shift + 1, size=(len(out), 2))
+        for dy, dx in np.unique(offsets, axis=0):
+            chosen = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
+            out[chosen] = translate(out[chosen], int(dy), int(dx))
+    return out
+
+
+def scoring_views(images: np.ndarray, tta: str, shift: int) -> list[np.ndarray]:
+    """The views of ``images`` scored and averaged: the images; for ``flip`` also their mirror
+    images; for ``flip_shift`` both of these also moved by ``shift`` pixels in four directions."""
+    if tta == "none":
+        return [images]
+    views = [images, np.ascontiguousarray(images[:, :, ::-1])]
+    if tta == "flip_shift":
+        views += [
+            translate(v, dy, dx) for v in views[:2] for dy, dx in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))
+        ]
+    return views
+
+
 def apply_transforms(images: np.ndarray, indices: np.ndarray, shift: int) -> np.ndarray:
     """Image i under transformation indices[i]; vectorised per transformation, not per image."""
     out = np.empty_like(images)
@@ -98,15 +138,24 @@ class RandomTransformBatches(keras.utils.PyDataset):
     The transformations of an image are drawn afresh each epoch, without repeats, so with
     ``views = T`` an epoch is the paper's (every image under every transformation) and with
     ``views = 1`` it costs n images whatever T is; over the epochs each image is seen under
-    many transformations either way.
+    many transformations either way. Each batch is augmented afresh (:func:`random_augment`)
+    before the transformations are applied.
     """
 
     def __init__(
-        self, images: np.ndarray, n_transforms: int, shift: int, batch_size: int, seed: int, views: int = 1
+        self,
+        images: np.ndarray,
+        n_transforms: int,
+        shift: int,
+        batch_size: int,
+        seed: int,
+        views: int = 1,
+        augment_flip: bool = False,
+        augment_shift: int = 0,
     ) -> None:
         super().__init__()
         self.images, self.n_transforms, self.shift, self.batch_size = images, n_transforms, shift, batch_size
-        self.views = views
+        self.views, self.augment_flip, self.augment_shift = views, augment_flip, augment_shift
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
@@ -124,7 +173,10 @@ class RandomTransformBatches(keras.utils.PyDataset):
     def __getitem__(self, batch: int):
         pairs = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
         targets = self.targets[pairs]
-        return apply_transforms(self.images[self.rows[pairs]], targets, self.shift), targets
+        images = self.images[self.rows[pairs]]
+        if self.augment_flip or self.augment_shift:
+            images = random_augment(images, self.rng, self.augment_flip, self.augment_shift)
+        return apply_transforms(images, targets, self.shift), targets
 
 
 class TransformClassifier(KerasDetector):
@@ -138,10 +190,14 @@ class TransformClassifier(KerasDetector):
         network: list[dict],
         score: str = "cross_entropy",
         views_per_image: int = 1,
+        augment_flip: bool = False,
+        augment_shift: int = 0,
+        tta: str = "none",
     ) -> None:
         super().__init__(name)
         self.n_transforms, self.shift, self.network_spec = n_transforms, shift, list(network)
         self.views_per_image = views_per_image
+        self.augment_flip, self.augment_shift, self.tta = augment_flip, augment_shift, tta
         self.score_kind = score
         self.model: keras.Model | None = None
         self.alphas: np.ndarray | None = None  # [T, T] Dirichlet concentrations (score=dirichlet)
@@ -162,6 +218,18 @@ class TransformClassifier(KerasDetector):
             must=f"a count 1-{t} (model.n_transforms): the distinct transformations of each image per epoch",
         )
         one_of("score", self.score_kind, SCORES)
+        one_of("tta", self.tta, TTA)
+        if not isinstance(self.augment_flip, bool):
+            raise ConfigError(f"model.augment_flip={self.augment_flip!r} must be true or false")
+        integer("augment_shift", self.augment_shift, 0, must="a whole number of pixels >= 0 (0 = no random shifts)")
+        if (self.augment_flip or self.tta != "none") and t > UNFLIPPED:
+            raise ConfigError(
+                f"model.augment_flip={self.augment_flip} / model.tta={self.tta} mirror images, but "
+                f"model.n_transforms={t} includes the mirror image among the transformations to tell apart; "
+                f"use n_transforms <= {UNFLIPPED} (rotations only), or augment_flip=false and tta=none"
+            )
+        if self.tta == "flip_shift" and not self.augment_shift:
+            raise ConfigError("model.tta=flip_shift shifts by model.augment_shift pixels, which is 0; set it >= 1")
         if not self.network_spec:
             raise ConfigError("model.network must list at least one layer (the softmax over transformations is added)")
 
@@ -174,6 +242,8 @@ class TransformClassifier(KerasDetector):
         max_shift = min(image_shape[:2]) // 2
         if self.shift >= max_shift:
             raise ConfigError(f"model.shift={self.shift!r} must be a whole number of pixels 1-{max_shift - 1}")
+        if self.augment_shift >= max_shift:
+            raise ConfigError(f"model.augment_shift={self.augment_shift!r} must be 0-{max_shift - 1} pixels")
         self.build(image_shape)
 
     def build(self, image_shape: tuple[int, ...]) -> None:
@@ -192,7 +262,14 @@ class TransformClassifier(KerasDetector):
             optimizer=make_optimizer(trainer), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
         batches = RandomTransformBatches(
-            splits.train.x, self.n_transforms, self.shift, trainer.batch_size, trainer.seed, self.views_per_image
+            splits.train.x,
+            self.n_transforms,
+            self.shift,
+            trainer.batch_size,
+            trainer.seed,
+            self.views_per_image,
+            self.augment_flip,
+            self.augment_shift,
         )
         validation = None
         if len(splits.val):
@@ -213,13 +290,15 @@ class TransformClassifier(KerasDetector):
 
     def score(self, images: np.ndarray) -> np.ndarray:
         total = np.zeros(len(images))
-        for t, log_p in self.log_softmax(images):
-            if self.score_kind == "cross_entropy":
-                total -= log_p[:, t]
-            else:
-                assert self.alphas is not None, "score=dirichlet needs the concentrations fit() or load() sets"
-                total -= log_p @ (self.alphas[t] - 1.0)
-        return total / self.n_transforms
+        views = scoring_views(images, self.tta, self.augment_shift)
+        for view in views:
+            for t, log_p in self.log_softmax(view):
+                if self.score_kind == "cross_entropy":
+                    total -= log_p[:, t]
+                else:
+                    assert self.alphas is not None, "score=dirichlet needs the concentrations fit() or load() sets"
+                    total -= log_p @ (self.alphas[t] - 1.0)
+        return total / (self.n_transforms * len(views))
 
     def save(self, folder: Path) -> list[str]:
         written = super().save(folder)
@@ -241,4 +320,7 @@ class TransformClassifier(KerasDetector):
             "shift": self.shift,
             "score": self.score_kind,
             "views_per_image": self.views_per_image,
+            "augment_flip": self.augment_flip,
+            "augment_shift": self.augment_shift,
+            "tta": self.tta,
         }
