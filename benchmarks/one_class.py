@@ -41,6 +41,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import re
@@ -171,7 +172,8 @@ def expected_classes(dataset: str, args: argparse.Namespace) -> list[str] | None
     return [str(c) for c in args.classes] if args.classes else None
 
 
-def supervised_models() -> list[str]:
+@functools.cache
+def supervised_models() -> tuple[str, ...]:
     """Model configs whose detector class says ``supervision = "supervised"``: left out of "--models all",
     since they train on labelled anomalies, which the one-class protocol has none of."""
     from hydra import compose, initialize_config_dir
@@ -182,13 +184,14 @@ def supervised_models() -> list[str]:
             module, _, name = compose("config", overrides=[f"model={path.stem}"]).model._target_.rpartition(".")
             if getattr(getattr(importlib.import_module(module), name), "supervision", None) == "supervised":
                 found.append(path.stem)
-    return found
+    return tuple(found)
 
 
 def planned_runs(args: argparse.Namespace, dataset: str = "") -> list[tuple[str, str, list[str]]]:
     """(model, row label, overrides) for each sweep the command line asks for on ``dataset``."""
     if args.models == ["all"]:
-        names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in supervised_models())
+        supervised = supervised_models()
+        names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if p.stem not in supervised)
         names += DATASET_PRESETS.get(dataset, ())
         return [(name, *BUDGET_VARIANTS.get(name, (name, []))) for name in names]
     return [(model, args.label or variant_label(model, args.overrides), args.overrides) for model in args.models]

@@ -199,7 +199,7 @@ def test_isolation_forest_on_pca_codes_writes_the_contract_and_beats_chance(tmp_
     metrics = run(compose_config(overrides), tmp_path)
     on_disk = check_contract(tmp_path, metrics, "isolation_forest", ["pca.npz", "reconstructions.png", "estimator.npz"])
     for name in ["history.csv", "model.keras"]:
-        assert not (tmp_path / name).exists() and name in on_disk["skipped_artifacts"], name
+        assert not (tmp_path / name).exists() and name in on_disk["detector"]["skipped_artifacts"], name
 
 
 def check_contract(folder, metrics: dict, model: str, present: list[str]) -> dict:
