@@ -67,8 +67,8 @@ def main() -> None:
         f"Measured {date.today()} on {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
         f"the default run (`anomaly-bench`: {model} on {dataset}, {epochs} epochs) with the default local MLflow store "
         f"(SQLite beside the outputs, artifacts copied); whole-process wall time, median of {args.repeats} alternating "
-        f"runs each. **Measured under load** (a shared machine; load average at the end "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}){': ' + args.note if args.note else ''}: compare the two rows, "
+        f"runs each. Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+        f"{' (' + args.note + ')' if args.note else ''}: with other jobs on the cores, compare the two rows, "
         "not the absolute seconds.",
         "",
         "| | wall time (s, median) | all runs (s) |",
