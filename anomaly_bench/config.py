@@ -34,12 +34,19 @@ class EarlyStoppingConfig:
     restore_best_weights: bool = True
 
 
+#: How the learning rate moves over the epochs: held at trainer.learning_rate, or cosine-annealed
+#: from it towards 0 at the last epoch (a network trained for few epochs settles instead of
+#: ending on the noise of a large step).
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 20
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 0.001
+    lr_schedule: str = "constant"
     seed: int = 0
     deterministic: bool = False
     threads: int | None = None
@@ -173,6 +180,8 @@ def check_trainer(tr: TrainerConfig) -> None:
             raise ConfigError(f"trainer.{key}={getattr(tr, key)} must be a positive integer")
     if tr.learning_rate <= 0:
         raise ConfigError(f"trainer.learning_rate={tr.learning_rate} must be > 0")
+    if tr.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"trainer.lr_schedule={tr.lr_schedule!r} is not known; allowed: {', '.join(LR_SCHEDULES)}")
     if tr.threads is not None and tr.threads <= 0:
         raise ConfigError(f"trainer.threads={tr.threads} must be a positive integer or null (TensorFlow's default)")
     if tr.early_stopping.patience < 0:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import atexit
-import copy
+import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -48,25 +51,43 @@ def compose_config(overrides: list[str] | None = None):
         return compose(config_name="config", overrides=list(overrides or []))
 
 
+@contextlib.contextmanager
+def _exclusive(lock_file: Path):
+    """Held by one test process at a time (the workers of ``pytest -n`` share the lock file)."""
+    with open(lock_file, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def shared_run(tmp_path_factory):
     """A completed tiny run per list of overrides, trained once per test session.
 
     Tests that only read a run folder (load it, predict with it, check its files) share it
     instead of each training the same config; a test that changes the folder copies it first.
+    The parallel workers of one ``pytest -n`` session share the runs too: each config has a
+    folder named by its overrides in the session's common temporary folder, trained by the
+    first worker that asks (the others wait on its lock) and read back from its metrics.json.
     """
     from anomaly_bench.run import run
 
-    root = tmp_path_factory.mktemp("shared_runs")
-    done: dict[tuple[str, ...], tuple[Path, dict]] = {}
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_runs"
+    root.mkdir(exist_ok=True)
 
     def get(overrides: list[str]) -> tuple[Path, dict]:
-        key = tuple(overrides)
-        if key not in done:
-            folder = root / f"run{len(done):03d}"
-            done[key] = (folder, run(compose_config(list(overrides)), folder))
-        folder, metrics = done[key]
-        return folder, copy.deepcopy(metrics)
+        name = hashlib.sha256(json.dumps(list(overrides)).encode()).hexdigest()[:16]
+        folder = root / name
+        with _exclusive(root / f"{name}.lock"):
+            if not (folder / "metrics.json").is_file():
+                run(compose_config(list(overrides)), folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if metrics.get("status") != "completed":
+            pytest.fail(f"the shared run {folder} of {list(overrides)} did not complete: {metrics.get('status')}")
+        return folder, metrics
 
     return get
 

@@ -192,3 +192,21 @@ def test_saved_denoising_model_loads_in_a_fresh_process(shared_run):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "28353"
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_schedule_sets_each_epochs_rate(schedule):
+    from anomaly_bench.config import TrainerConfig
+    from anomaly_bench.models.keras_training import fit_model, make_optimizer
+
+    trainer = TrainerConfig(epochs=4, batch_size=4, learning_rate=0.01, lr_schedule=schedule)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=make_optimizer(trainer), loss="mse")
+    x = np.arange(24, dtype="float32").reshape(8, 3) / 24
+    history = fit_model(model, x, x[:, :1], trainer, None)
+    if schedule == "cosine":  # 0.01 * (1 + cos(pi * e / 4)) / 2 for epochs e = 0..3
+        np.testing.assert_allclose(history["learning_rate"], [0.01, 0.0085355339, 0.005, 0.0014644661], rtol=1e-6)
+        assert float(model.optimizer.learning_rate) == pytest.approx(0.0014644661, rel=1e-6)
+    else:
+        assert float(model.optimizer.learning_rate) == pytest.approx(0.01)

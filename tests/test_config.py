@@ -89,6 +89,8 @@ BAD = [
     (["trainer.batch_size=-4"], "trainer.batch_size=-4 must be a positive integer"),
     (["trainer.epochs=abc"], "trainer.epochs"),
     (["trainer.learning_rate=0"], "trainer.learning_rate=0.0 must be > 0"),
+    (["trainer.lr_schedule=linear"], "trainer.lr_schedule='linear' is not known; allowed: constant, cosine"),
+    (["trainer.lr_schedule=Cosine"], "trainer.lr_schedule='Cosine' is not known; allowed: constant, cosine"),
     (["dataset.val_fraction=1.5"], "dataset.val_fraction=1.5 must be in [0, 1)"),
     (["dataset.max_train=0"], "dataset.max_train=0 must be a positive count"),
     (["dataset.source=ftp"], "dataset.source='ftp' is not allowed"),

@@ -15,6 +15,7 @@ Layouts:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +50,16 @@ class Listing:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    """Image files directly in ``folder``, by name. ``os.scandir`` answers "is it a file" from the
+    directory entry itself (a stat only for links), and names sort as strings: listing CIFAR-10's
+    60,000 files this way takes a fraction of a second instead of two."""
+    with os.scandir(folder) as entries:
+        names = sorted(
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()
+        )
+    return [folder / name for name in names]
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:

@@ -100,7 +100,7 @@ class AnoGANDetector(Detector):
     @property
     def unused_settings(self) -> tuple[str, ...]:
         """The GAN's own Adam settings (and no early stopping) replace the trainer's."""
-        return ("trainer.optimizer", "trainer.learning_rate", "trainer.early_stopping")
+        return ("trainer.optimizer", "trainer.learning_rate", "trainer.lr_schedule", "trainer.early_stopping")
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ EPOCH_SETTINGS = (
     "trainer.batch_size",
     "trainer.optimizer",
     "trainer.learning_rate",
+    "trainer.lr_schedule",
     "trainer.early_stopping",
 )
 

@@ -8,6 +8,7 @@ epoch's logged values to whoever listens (the pipeline's trackers, see :func:`ep
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -107,6 +108,21 @@ def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
         ) from None
 
 
+def learning_rate_schedule(trainer: TrainerConfig) -> list[keras.callbacks.Callback]:
+    """The callback that moves the learning rate per ``trainer.lr_schedule`` (none for constant).
+    Cosine: ``learning_rate * (1 + cos(pi * epoch / epochs)) / 2`` at the start of each epoch
+    (0-based), so the first epoch uses the full rate and the last a small fraction of it; the
+    rate of each epoch lands in history.csv as ``learning_rate``."""
+    if trainer.lr_schedule != "cosine":
+        return []
+    base, epochs = trainer.learning_rate, trainer.epochs
+
+    def cosine(epoch: int, current: float) -> float:
+        return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+    return [keras.callbacks.LearningRateScheduler(cosine)]
+
+
 EpochListener = Callable[[int, dict[str, float]], None]
 _listeners: ContextVar[tuple[EpochListener, ...]] = ContextVar("epoch_listeners", default=())
 
@@ -176,7 +192,12 @@ def fit_model(
         shuffle=True,
         class_weight=class_weight,
         verbose=0,
-        callbacks=callbacks(trainer.epochs, early_stopping=trainer.early_stopping, has_validation=has_val),
+        callbacks=callbacks(
+            trainer.epochs,
+            early_stopping=trainer.early_stopping,
+            has_validation=has_val,
+            extra=learning_rate_schedule(trainer),
+        ),
     )
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
