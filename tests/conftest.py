@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -92,29 +93,65 @@ def shared_run(tmp_path_factory):
     return get
 
 
+def _loggers() -> list[logging.Logger]:
+    found = logging.Logger.manager.loggerDict.values()
+    return [logging.root, *(lg for lg in found if isinstance(lg, logging.Logger))]
+
+
+@contextlib.contextmanager
+def _logging_restored():
+    """Every logger's handlers, level and flags as before the block. A Hydra job configures
+    logging for its run (handlers on the captured stderr and the run's log file, other loggers
+    possibly disabled); left in place, that would break the capture of later tests."""
+    saved = {id(lg): (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in _loggers()}
+    try:
+        yield
+    finally:
+        for lg in _loggers():
+            handlers, level, propagate, disabled = saved.get(id(lg), ([], logging.NOTSET, True, False))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+
+
 @pytest.fixture
 def cli_main(monkeypatch, capsys):
     """``anomaly-bench ARGS`` through ``cli.main`` in this process: (exit code, stdout, stderr).
 
-    For bad input the checks before Hydra's job find (``cli.precheck``): no process start-up per
-    call. Errors found inside the job (Hydra then reconfigures logging, which breaks pytest's
-    capture) and what only a process of its own shows (the stderr filter for TensorFlow's native
-    lines, which would take over pytest's descriptor 2; concurrent runs) need a subprocess.
+    Bad input, whether the checks before Hydra's job find it (``cli.precheck``) or the job
+    itself (a model setting, the data), with no process start-up per call: the job's logging
+    set-up and Hydra's global state are undone after each call. What only a process of its own
+    shows (the stderr filter for TensorFlow's native lines, which would take over pytest's
+    descriptor 2; concurrent runs; a fresh interpreter loading a model) needs a subprocess.
     """
+    from hydra.core.global_hydra import GlobalHydra
+
     from anomaly_bench import cli
 
     monkeypatch.setattr(cli, "filter_native_logs", lambda: None)
     for key in ("HYDRA_FULL_ERROR", "ANOMALY_BENCH_VERBOSE"):
         monkeypatch.delenv(key, raising=False)
+    if "absl.logging" in sys.modules:
+        # Hydra's logging set-up closes every existing handler; absl's (installed when TensorFlow
+        # was imported) then closes its stream unless it is one of sys.std*/sys.__std*__, and the
+        # stream it holds is pytest's capture of the whole session.
+        absl_handler = sys.modules["absl.logging"].get_absl_handler().python_handler
+        monkeypatch.setattr(absl_handler, "stream", sys.__stderr__)
 
     def call(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["anomaly-bench", *args])
         capsys.readouterr()
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        with _logging_restored():
+            try:
+                cli.main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                GlobalHydra.instance().clear()
         out, err = capsys.readouterr()
         return code, out, err
 

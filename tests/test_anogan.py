@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA_ROOT, REPO, TINY, compose_config, needs_mnist
+from conftest import TINY, compose_config, needs_mnist
 from zoo_runs import overrides_for
 
 from anomaly_bench.errors import ConfigError
@@ -98,19 +95,12 @@ def test_bad_settings_raise_one_line_config_errors(override, key):
     assert "\n" not in str(info.value)
 
 
-def test_cli_rejects_zero_search_steps_with_exit_code_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "anomaly_bench", "model=anogan", "model.search_steps=0", f"paths.output_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        env={**os.environ, "ANOMALY_BENCH_DATA": str(DATA_ROOT)},
-    )
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
-    assert len(errors) == 1 and "model.search_steps=0 must be an integer >= 1" in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+def test_cli_rejects_zero_search_steps_with_exit_code_2(tmp_path, cli_main):
+    code, _, err = cli_main("model=anogan", "model.search_steps=0", f"paths.output_dir={tmp_path}")
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("anomaly-bench: error:")]
+    assert len(errors) == 1 and "model.search_steps=0 must be an integer >= 1" in errors[0], err[-2000:]
+    assert "Traceback" not in err
     assert not any(tmp_path.rglob("metrics.json"))
 
 

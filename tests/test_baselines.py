@@ -1,9 +1,6 @@
 """The pca, knn and transform_classifier detectors: exact numbers, bad settings, tiny real runs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -251,19 +248,11 @@ def test_k_above_the_training_images_is_a_config_error(tmp_path):
     assert not (tmp_path / "run").exists()  # found after loading, before the run folder starts
 
 
-def test_cli_exits_2_for_a_bad_k(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "anomaly_bench", "model=knn", "model.k=0", "paths.output_dir=out"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2 and "model.k=0 must be a positive number" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+def test_cli_exits_2_for_a_bad_k(tmp_path, monkeypatch, cli_main):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_main("model=knn", "model.k=0", "paths.output_dir=out")
+    assert code == 2 and "model.k=0 must be a positive number" in err, err
+    assert "Traceback" not in err
     assert not list((tmp_path / "out").rglob("metrics.json"))
 
 

@@ -1,10 +1,6 @@
 """The score ensemble: standardisation by hand, bad settings, a tiny real run of knn + transform_classifier."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -131,19 +127,11 @@ def test_bad_settings_stop_before_data_is_loaded(tmp_path, overrides, message):
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_cli_exits_2_for_a_lone_member(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "anomaly_bench", "model=ensemble", "~model.members.knn", "paths.output_dir=out"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2 and "model.members has 1 detector(s)" in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()[-1]) < 300 and "Traceback" not in result.stderr
+def test_cli_exits_2_for_a_lone_member(tmp_path, monkeypatch, cli_main):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_main("model=ensemble", "~model.members.knn", "paths.output_dir=out")
+    assert code == 2 and "model.members has 1 detector(s)" in err, err
+    assert len(err.strip().splitlines()[-1]) < 300 and "Traceback" not in err
     assert not list((tmp_path / "out").rglob("metrics.json"))
 
 

@@ -3,8 +3,6 @@ channel count, run through every model (on files generated here; nothing is down
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -356,7 +354,7 @@ def test_shapes_an_architecture_cannot_take_fail_in_one_line_before_the_folder(
     assert not (tmp_path / "r").exists()
 
 
-def test_cli_bad_data_exits_2_with_one_line_and_no_folder(tmp_path):
+def test_cli_bad_data_exits_2_with_one_line_and_no_folder(tmp_path, monkeypatch, cli_main):
     np.savez(
         tmp_path / "d.npz",
         x_train=np.zeros((60, 8, 8)),
@@ -364,25 +362,10 @@ def test_cli_bad_data_exits_2_with_one_line_and_no_folder(tmp_path):
         x_test=np.zeros((10, 8, 8)),
         y_test=np.zeros(10, int),
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anomaly_bench",
-            "dataset=npz",
-            f"dataset.path={tmp_path / 'd.npz'}",
-            "model=pca",
-            "paths.output_dir=out",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
-    assert len(errors) == 1 and "d.npz: y_train: 50 labels for 60 images" in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_main("dataset=npz", f"dataset.path={tmp_path / 'd.npz'}", "model=pca", "paths.output_dir=out")
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("anomaly-bench: error:")]
+    assert len(errors) == 1 and "d.npz: y_train: 50 labels for 60 images" in errors[0], err
+    assert "Traceback" not in err
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

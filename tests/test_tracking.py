@@ -164,23 +164,15 @@ def test_bad_logger_settings_are_refused_before_training(overrides, message):
 
 
 @pytest.mark.parametrize("multirun", [False, True])
-def test_bad_logger_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path, multirun):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anomaly_bench",
-            *(["-m", "model=pca,knn"] if multirun else []),
-            "logger=mlflow",
-            "logger.mlflow.tracking_uri=file:///tmp/mlruns",
-            f"paths.output_dir={tmp_path}/out",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_bad_logger_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path, multirun, cli_main):
+    code, _, err = cli_main(
+        *(["-m", "model=pca,knn"] if multirun else []),
+        "logger=mlflow",
+        "logger.mlflow.tracking_uri=file:///tmp/mlruns",
+        f"paths.output_dir={tmp_path}/out",
     )
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "anomaly-bench: error: logger.mlflow.tracking_uri='file:///tmp/mlruns' is not an MLflow tracking URI"
     ), lines

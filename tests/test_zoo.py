@@ -1,9 +1,6 @@
 """The model zoo beyond the autoencoders: settings checks, saved models, tiny real runs (MNIST 1 vs 0)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -251,18 +248,6 @@ def test_tiny_run_writes_the_contract_and_beats_chance(shared_run, model, presen
         np.testing.assert_allclose(-saved.decision_function(images.reshape(50, -1)), expected, rtol=1e-6, atol=1e-8)
 
 
-def cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "anomaly_bench", *args, f"paths.output_dir={tmp_path}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -276,10 +261,10 @@ def cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
         ),
     ],
 )
-def test_cli_bad_model_settings_exit_2_with_one_line(tmp_path, args, expected):
-    result = cli(tmp_path, *args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+def test_cli_bad_model_settings_exit_2_with_one_line(tmp_path, cli_main, args, expected):
+    code, _, err = cli_main(*args, f"paths.output_dir={tmp_path}")
+    assert code == 2, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("anomaly-bench: error:")]
+    assert len(errors) == 1 and expected in errors[0], err[-2000:]
+    assert "Traceback" not in err
     assert not list(tmp_path.rglob("metrics.json"))
