@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, compose_config, needs_mnist
+from conftest import compose_config, needs_mnist
 from zoo_runs import overrides_for
 
 from anomaly_bench.errors import ConfigError
@@ -25,7 +25,6 @@ from anomaly_bench.run import prepare, run
 
 IMAGE_SHAPE = (28, 28, 1)
 ONE_VS_NINE = ["model=anogan", "dataset.normal_classes=[1]", "dataset.anomaly_classes=[9]"]
-TINY_GAN = [*TINY, "trainer.epochs=2", "model.search_steps=5", "model.sample_every=1", "model.checkpoint_every=2"]
 
 
 def _small_networks(seed: int = 0):
@@ -105,8 +104,9 @@ def test_cli_rejects_zero_search_steps_with_exit_code_2(tmp_path, cli_main):
 
 
 @needs_mnist
-def test_tiny_search_run_writes_the_gan_folder_contract(tmp_path):
-    metrics = run(compose_config([*ONE_VS_NINE, *TINY_GAN]), tmp_path)
+def test_tiny_search_run_writes_the_gan_folder_contract(shared_run):
+    """The search run of the zoo (load_detector loads it too), trained once per test session."""
+    tmp_path, metrics = shared_run(overrides_for("anogan"))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["status"] == "completed" and saved["detector"]["scoring"] == "search"
     assert saved["detector"]["search_steps"] == 5

@@ -258,7 +258,7 @@ def test_cli_exits_2_for_a_bad_k(tmp_path, monkeypatch, cli_main):
 
 # ---- what a detector trains with -------------------------------------------------------------
 
-GAN_OWN = ("trainer.optimizer", "trainer.learning_rate", "trainer.early_stopping")
+GAN_OWN = ("trainer.optimizer", "trainer.learning_rate", "trainer.lr_schedule", "trainer.early_stopping")
 
 
 @pytest.mark.parametrize(

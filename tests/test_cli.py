@@ -1,7 +1,7 @@
 """The command line as a user types it: subprocesses, exit codes, folders left behind.
 
-Bad-input cases call the command's ``main`` in this process with its argv (one case also runs
-as a subprocess); the rest start the command as a user does."""
+Bad input and a run failing mid-training call the command's ``main`` in this process with its
+argv (one bad-input case also runs as a subprocess); the rest start the command as a user does."""
 
 import json
 import os
@@ -105,15 +105,15 @@ def test_bad_input_in_a_process_of_its_own_exits_2_with_one_line(tmp_path):
     assert files_under(tmp_path / "out") == []
 
 
-def test_missing_data_exits_2_and_leaves_no_result(tmp_path):
-    env = {"ANOMALY_BENCH_DATA": str(tmp_path / "empty"), "KERAS_HOME": str(tmp_path / "keras")}
-    result = anomaly_bench(
-        "dataset=fashion_mnist", "dataset.download_timeout=0", "paths.output_dir=out", cwd=tmp_path, env=env
-    )
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly-bench: error:")]
+def test_missing_data_exits_2_and_leaves_no_result(tmp_path, monkeypatch, cli_main):
+    monkeypatch.setenv("ANOMALY_BENCH_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_main("dataset=fashion_mnist", "dataset.download_timeout=0", "paths.output_dir=out")
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("anomaly-bench: error:")]
     assert len(errors) == 1 and "dataset=fashion_mnist: no data found" in errors[0]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in err
     assert files_under(tmp_path / "out") == []
 
 
@@ -123,17 +123,14 @@ def test_full_error_shows_the_traceback(tmp_path):
 
 
 @needs_mnist
-def test_failure_mid_training_is_recorded_not_hidden(tmp_path):
-    result = anomaly_bench(
-        *TINY,
-        "model=undercomplete_ae",
-        "model._target_=exploding.ExplodingDetector",
-        "paths.output_dir=out",
-        cwd=tmp_path,
+def test_failure_mid_training_is_recorded_not_hidden(tmp_path, monkeypatch, cli_main):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_main(
+        *TINY, "model=undercomplete_ae", "model._target_=exploding.ExplodingDetector", "paths.output_dir=out"
     )
-    assert result.returncode == 1
+    assert code == 1
     (folder,) = (tmp_path / "out" / "runs").glob("*/*")
-    assert result.stderr.splitlines() == [
+    assert [line for line in err.splitlines() if line.startswith("anomaly-bench: error:")] == [
         f"anomaly-bench: error: the run failed: RuntimeError: boom: simulated "
         f"failure mid-training; traceback in {folder.resolve() / 'error.txt'}"
     ]

@@ -29,7 +29,15 @@ from anomaly_bench.sweep.summary import read_records, summary_table
 from anomaly_bench.threads import threads_for_job
 
 TESTS = Path(__file__).resolve().parent
+# PCA fits in a moment: what these sweeps check is the sweep machinery, not a model's training.
 SWEEP_TINY = [
+    "model=pca",
+    "model.n_components=8",
+    "dataset.max_train=200",
+    "dataset.max_test=200",
+]
+# The exploding stand-in of test_joblib_launcher_runs_jobs_in_two_workers takes an autoencoder's settings.
+SWEEP_TINY_AE = [
     "model=undercomplete_ae",
     "dataset.max_train=200",
     "dataset.max_test=200",
@@ -94,7 +102,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(failed_sweep):
         assert re.fullmatch(r"\d+_[A-Za-z0-9._,=+-]+", folder.name), folder.name  # no brackets or quotes
         assert (folder / ".hydra" / "config.yaml").is_file()
         if num != bad:
-            assert {"scores.csv", "roc_curve.png", "model.keras", "run.log"} <= {p.name for p in folder.iterdir()}
+            assert {"scores.csv", "roc_curve.png", "pca.npz", "run.log"} <= {p.name for p in folder.iterdir()}
             assert not (folder / "error.txt").exists()
 
     summary = pd.read_csv(sweep_dir / "summary.csv")
@@ -178,7 +186,7 @@ def test_joblib_launcher_runs_jobs_in_two_workers(tmp_path):
     """Two worker processes each start TensorFlow: slow tier; the default run checks the preset
     (test_launcher_presets_compose) and the thread split (test_threads_setting)."""
     result = sweep(
-        *SWEEP_TINY,
+        *SWEEP_TINY_AE,
         "hydra/launcher=joblib_local",
         "dataset.normal_classes=[0],[1]",
         "model._target_=anomaly_bench.models.autoencoder.ReconstructionDetector,exploding.ExplodingDetector",

@@ -10,13 +10,13 @@ SMALL = [
     "dataset.anomaly_classes=[0]",
     "dataset.max_train=200",
     "dataset.max_test=120",
-    "trainer.epochs=1",
     "trainer.batch_size=64",
 ]
 # Every model YAML, so a model added to conf/model/ is covered without touching this file,
 # plus the variants whose saved state differs (encoder features, PCA first, f-AnoGAN encoder).
 VARIANTS = {
-    "anogan": ["model.search_steps=3", "model.sample_every=0", "model.checkpoint_every=0"],
+    # Two epochs with samples and checkpoints: test_anogan checks this run's folder contract.
+    "anogan": ["model.search_steps=5", "model.sample_every=1", "model.checkpoint_every=2", "trainer.epochs=2"],
     "anogan_encoder": [
         "model=anogan",
         "model.scoring=encoder",
@@ -84,4 +84,5 @@ def overrides_for(case: str) -> list[str]:
     if case in BASELINES:
         return BASELINES[case]
     extra = VARIANTS.get(case, [])
-    return (extra if any(o.startswith("model=") for o in extra) else [f"model={case}", *extra]) + SMALL
+    epochs = [] if any(o.startswith("trainer.epochs=") for o in extra) else ["trainer.epochs=1"]
+    return (extra if any(o.startswith("model=") for o in extra) else [f"model={case}", *extra]) + SMALL + epochs
