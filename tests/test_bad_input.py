@@ -120,7 +120,13 @@ def test_unwritable_or_used_output_folders_are_refused_before_hydra(tmp_path, mo
     cli.precheck(["hydra.run.dir=empty", "model=pca"])  # an empty folder is fine
     (tmp_path / "sweep" / "0_job").mkdir(parents=True)
     RunFolder(tmp_path / "sweep" / "0_job").start({"model": "pca"})
+    (tmp_path / "sweep" / "multirun.yaml").write_text("hydra: {}\n")
     cli.precheck(["-m", "model=pca,knn", "hydra.sweep.dir=sweep"])  # sweeps resume into used sweep folders
+    for inside in ("sweep/new", "sweep/new/deeper"):  # a run or another sweep never joins a sweep's jobs
+        assert "lies in" in precheck_error(f"hydra.run.dir={inside}") and "a sweep folder" in precheck_error(
+            f"hydra.run.dir={inside}"
+        )
+        assert "a sweep folder" in precheck_error("-m", "model=pca,knn", f"hydra.sweep.dir={inside}")
     with pytest.raises(ConfigError, match="cannot create folders in '/proc'"):
         cli.precheck(["-m", "model=pca,knn", "paths.output_dir=/proc/x"])
 
