@@ -109,7 +109,7 @@ def test_tiny_search_run_writes_the_gan_folder_contract(shared_run):
     tmp_path, metrics = shared_run(overrides_for("anogan"))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["status"] == "completed" and saved["detector"]["scoring"] == "search"
-    assert saved["detector"]["search_steps"] == 5
+    assert saved["detector"]["search_steps"] == 3
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == metrics["n_test"] and np.isfinite(scores["score"]).all()
     history = pd.read_csv(tmp_path / "history.csv")

@@ -200,8 +200,10 @@ def test_every_keras_model_runs_without_tensorflow(tmp_path, name):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_keras_models_run_on_jax_without_tensorflow(tmp_path):
-    """Fast sibling of the whole-zoo test: the default autoencoder on JAX."""
+    """The default autoencoder alone on JAX (a JAX start-up costs about 25 s on 2 cores): the
+    quick check of the slow tier when only the backend code changed."""
     check_runs_without_tensorflow("jax", FEW_KERAS_RUNS, tmp_path)
 
 

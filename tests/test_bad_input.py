@@ -283,7 +283,7 @@ def test_failed_status_is_written_in_place_when_there_is_no_room_for_a_temporary
     assert metrics["status"] == "failed" and metrics["model"] == "pca"
 
 
-def test_bad_data_found_after_loading_prints_the_error_line_alone(tmp_path):
+def test_bad_data_found_after_loading_prints_the_error_line_alone(tmp_path, monkeypatch, cli_main):
     """Progress lines of the data stage are held back, so the error stands alone on the terminal."""
     import numpy as np
 
@@ -295,10 +295,11 @@ def test_bad_data_found_after_loading_prints_the_error_line_alone(tmp_path):
         x_test=np.zeros((10, 8, 8), np.uint8),
         y_test=np.full(10, 3),
     )
-    done = anomaly_bench(
-        "dataset=npz", f"dataset.path={path}", "model=pca", f"paths.output_dir={tmp_path / 'out'}", cwd=tmp_path
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli_main(
+        "dataset=npz", f"dataset.path={path}", "model=pca", f"paths.output_dir={tmp_path / 'out'}"
     )
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "selects no training images" in done.stderr
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and "selects no training images" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))

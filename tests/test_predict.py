@@ -125,7 +125,7 @@ def test_float_arrays_and_16_bit_pngs_are_read_as_training_data_is(tmp_path, knn
 
 
 @needs_mnist
-def test_other_sizes_and_colours_are_conformed_and_unreadable_files_are_listed(tmp_path, knn_run):
+def test_other_sizes_and_colours_are_conformed_and_unreadable_files_are_listed(tmp_path, knn_run, capsys):
     run_dir, expected, images = knn_run
     folder = tmp_path / "mixed"
     save_pngs(images[:5], folder)
@@ -135,9 +135,9 @@ def test_other_sizes_and_colours_are_conformed_and_unreadable_files_are_listed(t
     Image.fromarray(images[2]).save(folder / "photo.jpg", quality=95)
     (folder / "broken.png").write_bytes(b"not an image at all")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
-    result = predict_cli(tmp_path, run_dir, folder, "--out", tmp_path / "out")
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert "broken.png" in result.stderr and "unreadable" in result.stderr
+    code, _, err = predict_main(capsys, run_dir, folder, "--out", tmp_path / "out")
+    assert code == 1, err[-2000:]
+    assert "broken.png" in err and "unreadable" in err
     unreadable = pd.read_csv(tmp_path / "out" / "unreadable.csv")
     assert [os.path.basename(s) for s in unreadable["source"]] == ["broken.png"]
     predicted = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("source")

@@ -16,7 +16,7 @@ SMALL = [
 # plus the variants whose saved state differs (encoder features, PCA first, f-AnoGAN encoder).
 VARIANTS = {
     # Two epochs with samples and checkpoints: test_anogan checks this run's folder contract.
-    "anogan": ["model.search_steps=5", "model.sample_every=1", "model.checkpoint_every=2", "trainer.epochs=2"],
+    "anogan": ["model.search_steps=3", "model.sample_every=1", "model.checkpoint_every=2", "trainer.epochs=2"],
     "anogan_encoder": [
         "model=anogan",
         "model.scoring=encoder",
