@@ -328,7 +328,11 @@ def test_knn_encoder_tiny_run(shared_run):
 
 @needs_mnist
 @pytest.mark.parametrize(
-    "case, files", [("transform_classifier_cross_entropy", []), ("transform_classifier", ["dirichlet.npz"])]
+    "case, files",
+    [
+        pytest.param("transform_classifier_cross_entropy", [], marks=pytest.mark.slow),
+        ("transform_classifier", ["dirichlet.npz"]),
+    ],
 )
 def test_transform_classifier_tiny_run(shared_run, case, files):
     tmp_path, metrics = shared_run(overrides_for(case))

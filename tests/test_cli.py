@@ -43,6 +43,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_single_run_and_concurrent_runs_get_unique_folders(tmp_path):
     args = [*TINY, "model=undercomplete_ae", "paths.output_dir=out"]
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}

@@ -125,6 +125,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(failed_sweep):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_resume_runs_only_unfinished_and_failed_jobs(failed_sweep):
     cwd, sweep_dir, first = failed_sweep
     assert first.returncode == 1

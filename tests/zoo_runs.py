@@ -31,7 +31,7 @@ VARIANTS = {
     "ensemble_with_pca": ["model=ensemble", "+model@model.members.pca=pca"],
 }
 # Variants whose load path another case already covers: run with `pytest -m slow`.
-SLOW = {"ocsvm_pca", "ensemble_with_pca"}
+SLOW = {"ocsvm_pca", "ensemble_with_pca", "transform_classifier_cross_entropy"}
 CASES = [
     pytest.param(case, marks=pytest.mark.slow) if case in SLOW else case
     for case in sorted({p.stem for p in (CONF_DIR / "model").glob("*.yaml")} | set(VARIANTS))
