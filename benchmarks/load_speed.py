@@ -128,9 +128,9 @@ def main() -> None:
     lines = [
         "# Loading a folder of images (`dataset=folder`)",
         "",
-        f"Measured {date.today()} with `nice python benchmarks/load_speed.py` on {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores **shared with other jobs** (measured under load; the 1-minute load average "
-        "is in the tables): treat times as upper bounds.",
+        f"Measured {date.today()} with `python benchmarks/load_speed.py` on {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores (the 1-minute load average of each measurement is in the tables; "
+        f"above {os.cpu_count()}, other jobs shared the cores and the times are upper bounds).",
         "",
         "## Decoding",
         "",
@@ -159,9 +159,9 @@ def main() -> None:
             *(row(r, r["what"]) for r in cifar),
             "",
             f"The cached load took {cifar[1]['seconds']:.1f} s, {cifar[0]['seconds'] / cifar[1]['seconds']:.0f} times "
-            f"faster than the first run (goal: 2 s or less; measured at a load average of {cifar[1]['load_average']:.0f} "
-            f"on {os.cpu_count()} cores, where every step takes several times its time on an idle machine). Most of "
-            "what remains is listing the folder and reading each file's size and modification time for the key.",
+            f"faster than the first run (goal: 2 s or less; measured at a load average of {cifar[1]['load_average']:.1f} "
+            f"on {os.cpu_count()} cores). Most of what remains is listing the folder (``os.scandir``) and reading "
+            "each file's size and modification time for the key.",
         ]
     if not rows and not cifar:
         parser.error("nothing to measure: give --counts or a --cifar folder")
