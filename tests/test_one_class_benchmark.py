@@ -18,6 +18,19 @@ def one_class():
     return module
 
 
+def table_lines(one_class, tmp_path: Path, dataset: str) -> list[str]:
+    """The lines of the table ``--table-only`` builds from the runs under ``tmp_path/runs``."""
+    one_class.main(
+        ["--dataset", dataset, "--table-only", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    )
+    return (tmp_path / "results" / f"one_class_{dataset}.md").read_text().splitlines()
+
+
+def cells(line: str) -> list[str]:
+    """A markdown table row's cells, stripped (index 0 is the row name)."""
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def test_all_is_every_model_but_the_supervised_one_and_anogan_on_a_budget(one_class):
     plan = {
         model: (label, overrides)
@@ -49,15 +62,12 @@ def test_table_has_per_class_means_over_seeds_and_the_published_rows(one_class, 
                 total=3.0 + seed,
                 seed=seed,
             )
-    one_class.main(
-        ["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
-    )
-    lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
+    lines = table_lines(one_class, tmp_path, "mnist")
     (ours,) = [line for line in lines if line.startswith("| **knn**")]
-    cells = [c.strip() for c in ours.strip("|").split("|")]
+    row = cells(ours)
     # class c: mean of 90+c and 92+c; the 10-class means of the seeds are 94.5 and 96.5 (std 1.41).
-    assert cells[1:11] == [f"{91 + c:.1f}" for c in range(10)]
-    assert cells[11:15] == ["**95.5**", "1.41", "2", "4"]
+    assert row[1:11] == [f"{91 + c:.1f}" for c in range(10)]
+    assert row[11:15] == ["**95.5**", "1.41", "2", "4"]
     assert any(line.startswith("| GeoTrans |") and "| 98.0 |" in line for line in lines)
 
 
@@ -72,15 +82,8 @@ def test_ensemble_members_get_their_own_rows_from_member_scores(one_class, tmp_p
         )
         # member a ranks every anomaly above every normal image, member b three (normal, anomaly) pairs in four
         (folder / "member_scores.csv").write_text("label,z_a,z_b,ensemble\n0,0,0,0\n0,1,2,1\n1,2,1,2\n1,3,3,3\n")
-    one_class.main(
-        ["--dataset", "mnist", "--table-only", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
-    )
-    lines = (tmp_path / "results" / "one_class_mnist.md").read_text().splitlines()
-    rows = {
-        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-        for line in lines
-        if line.startswith("| **ensemble")
-    }
+    lines = table_lines(one_class, tmp_path, "mnist")
+    rows = {cells(line)[0]: cells(line) for line in lines if line.startswith("| **ensemble")}
     assert set(rows) == {"**ensemble**", "**ensemble: a alone**", "**ensemble: b alone**"}
     assert rows["**ensemble: a alone**"][1:12] == ["100.0"] * 10 + ["**100.0**"]
     assert rows["**ensemble: b alone**"][11] == "**75.0**"
@@ -97,22 +100,11 @@ def test_table_of_a_folder_dataset_has_its_class_names_as_columns(one_class, tmp
             normal_classes=[index],
             data={"normal_class_names": [name]},
         )
-    one_class.main(
-        [
-            "--dataset",
-            "folder",
-            "--table-only",
-            "--runs",
-            str(tmp_path / "runs"),
-            "--results",
-            str(tmp_path / "results"),
-        ]
-    )
-    lines = (tmp_path / "results" / "one_class_folder.md").read_text().splitlines()
+    lines = table_lines(one_class, tmp_path, "folder")
     header = next(line for line in lines if line.startswith("| method"))
-    assert [c.strip() for c in header.strip("|").split("|")][1:5] == ["bag", "t-shirt", "trouser", "mean"]
+    assert cells(header)[1:5] == ["bag", "t-shirt", "trouser", "mean"]
     (ours,) = [line for line in lines if line.startswith("| **pca**")]
-    assert [c.strip() for c in ours.strip("|").split("|")][1:5] == ["85.0", "90.0", "80.0", "**85.0**"]
+    assert cells(ours)[1:5] == ["85.0", "90.0", "80.0", "**85.0**"]
 
 
 def test_cifar10_table_names_all_ten_classes_and_lists_the_missing_cells(one_class, tmp_path):
@@ -126,27 +118,15 @@ def test_cifar10_table_names_all_ten_classes_and_lists_the_missing_cells(one_cla
             normal_classes=[index],
             data={"normal_class_names": [name]},
         )
-    one_class.main(
-        [
-            "--dataset",
-            "cifar10",
-            "--table-only",
-            "--runs",
-            str(tmp_path / "runs"),
-            "--results",
-            str(tmp_path / "results"),
-        ]
-    )
-    lines = (tmp_path / "results" / "one_class_cifar10.md").read_text().splitlines()
+    lines = table_lines(one_class, tmp_path, "cifar10")
     header = next(line for line in lines if line.startswith("| method"))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    assert [c.strip() for c in header.strip("|").split("|")][1:12] == [*names, "mean"]
+    assert cells(header)[1:12] == [*names, "mean"]
     (ours,) = [line for line in lines if line.startswith("| **knn**")]
-    cells = [c.strip() for c in ours.strip("|").split("|")]
-    assert cells[1:12] == ["70.0", "", "", "52.0", "", "", "", "", "", "", ""]  # no mean over two classes
+    assert cells(ours)[1:12] == ["70.0", "", "", "52.0", "", "", "", "", "", "", ""]  # no mean over two classes
     assert "- **knn**: automobile, bird, deer, dog, frog, horse, ship, truck" in lines
     (geotrans,) = [line for line in lines if line.startswith("| GeoTrans |")]
-    assert [c.strip() for c in geotrans.strip("|").split("|")][1:12] == [
+    assert cells(geotrans)[1:12] == [
         "74.7", "95.7", "78.1", "72.4", "87.8", "87.8", "83.4", "95.5", "93.3", "91.3", "86.0"
     ]  # fmt: skip
     assert sum(line.startswith("| CSI |") for line in lines) == 1
