@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anomaly_bench.errors import ConfigError, shown
-from anomaly_bench.run_folder import METRICS_FILE
+from anomaly_bench.run_folder import METRICS_FILE, SWEEP_FILE
 
 #: What marks a folder as a run (metrics.json, .hydra/) or a sweep (multirun.yaml).
-RESULT_MARKERS = (METRICS_FILE, ".hydra", "multirun.yaml")
+RESULT_MARKERS = (METRICS_FILE, ".hydra", SWEEP_FILE)
 
 
 def result_folder_at_or_above(path: Path) -> Path | None:
@@ -65,7 +65,7 @@ def _remove_empty(folders: list[Path]) -> None:
 def _refuse_results(option: str, path: Path) -> None:
     found = result_folder_at_or_above(path)
     if found is not None:
-        kind = "sweep" if (found / "multirun.yaml").exists() else "run"
+        kind = "sweep" if (found / SWEEP_FILE).exists() else "run"
         raise ConfigError(
             f"{option} {shown(str(path), quote=False)} lies in {shown(str(found), quote=False)}, a {kind} "
             "folder; a finished result is never written into: choose a location outside run and sweep folders"

@@ -32,7 +32,6 @@ from anomaly_bench.sweep.resume import untouched_job_subdir
 
 USER_GROUPS = ("dataset", "model", "threshold", "trainer", "experiment", "paths", "hparams_search", "logger")
 EXIT_BAD_INPUT = 2
-SWEEP_MARKER = "multirun.yaml"  # Hydra writes it into every sweep folder
 EXIT_JOB_FAILED = 1
 MAX_NAME_BYTES = 255  # a folder name's limit on common file systems
 log = logging.getLogger("anomaly_bench")
@@ -267,13 +266,13 @@ def _refuse_inside_a_run(key: str, folder: Path, existing: Path, multirun: bool)
     """A sweep folder that is a run folder, or any folder inside one, would change a finished run;
     a run or sweep folder inside a sweep would join that sweep's jobs (its summary, compare's
     tables, a resume). A sweep folder itself may be given again: that is how a sweep resumes."""
-    from anomaly_bench.run_folder import METRICS_FILE
+    from anomaly_bench.run_folder import METRICS_FILE, SWEEP_FILE
 
     here = Path(os.path.abspath(existing))  # a relative path's parents stop at the working directory
     target = Path(os.path.abspath(folder))
     candidates = [here, *here.parents] if (multirun or existing != folder) else list(here.parents)
     for candidate in candidates:
-        if (candidate / SWEEP_MARKER).is_file() and not (multirun and candidate == target):
+        if (candidate / SWEEP_FILE).is_file() and not (multirun and candidate == target):
             raise ConfigError(
                 f"{key}={shown(str(folder))} lies in {shown(str(candidate))}, a sweep folder; only that "
                 "sweep's own jobs write there: choose a folder outside it"

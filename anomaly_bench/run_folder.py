@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 METRICS_FILE = "metrics.json"
+SWEEP_FILE = "multirun.yaml"  # Hydra writes it into every sweep folder
 ERROR_FILE = "error.txt"
 
 
